@@ -1,0 +1,152 @@
+"""The adapter's settings: read once from the environment into one frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "~/.local/share/kfadapter"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the adapter is configured with. Build it with `Settings.from_env()`."""
+
+    kfp_endpoint: str = "http://ml-pipeline-ui.kubeflow:80/pipeline"
+    namespace: str | None = None
+    adapter_port: int = 5001
+    trainingmgr_host: str = "localhost"
+    trainingmgr_port: int = 32002
+    kfp_token: str | None = None
+    kfp_token_file: str | None = None
+    kfp_cookie: str | None = None
+    kfp_username: str | None = None
+    kfp_password: str | None = None
+    kfp_timeout: float = 5.0
+    kfp_read_retries: int = 2
+    data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR).expanduser())
+    tracking_enabled: bool = True
+    poll_interval: float = 10.0
+    notify_deadline: float = 2 * 86400.0
+    notify_timeout: float = 10.0
+    max_upload_bytes: int = 32 * 1024 * 1024
+    log_format: str = "text"
+    log_level: str = "INFO"
+    bind: str = ""
+    workers: int = 2
+    threads: int = 4
+    worker_timeout: int = 60
+    graceful_timeout: int = 30
+
+    @property
+    def notify_url(self) -> str:
+        """Where run outcomes are POSTed for the training manager."""
+        return (
+            f"http://{self.trainingmgr_host}:{self.trainingmgr_port}"
+            "/trainingjob/pipelineNotification"
+        )
+
+    @property
+    def bind_address(self) -> str:
+        """The address gunicorn binds: KFADAPTER_BIND, else all interfaces on the port."""
+        return self.bind or f"0.0.0.0:{self.adapter_port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise SettingsError naming what is wrong."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        host = reader.text("KUBEFLOW_HOST", "ml-pipeline-ui.kubeflow")
+        port = reader.integer("KUBEFLOW_PORT", 80, minimum=1, maximum=65535)
+        endpoint = reader.text("KFP_ENDPOINT", "") or f"http://{host}:{port}/pipeline"
+        if not endpoint.startswith(("http://", "https://")):
+            raise SettingsError(f"KFP_ENDPOINT must be an http(s) URL, got {endpoint!r}")
+        log_format = reader.text("KFADAPTER_LOG_FORMAT", "text").lower()
+        if log_format not in ("text", "json"):
+            raise SettingsError(
+                f"KFADAPTER_LOG_FORMAT must be 'text' or 'json', got {log_format!r}"
+            )
+        username = reader.text("KFP_USERNAME", "") or None
+        password = reader.text("KFP_PASSWORD", "") or None
+        if bool(username) != bool(password):
+            raise SettingsError("KFP_USERNAME and KFP_PASSWORD must be set together")
+        return cls(
+            kfp_endpoint=endpoint.rstrip("/"),
+            namespace=reader.text("KF_NAMESPACE", "") or None,
+            adapter_port=reader.integer("KF_ADAPTER_PORT", 5001, minimum=1, maximum=65535),
+            trainingmgr_host=reader.text("TRAININGMGR_HOST", "localhost"),
+            trainingmgr_port=reader.integer("TRAININGMGR_PORT", 32002, minimum=1, maximum=65535),
+            kfp_token=reader.text("KFP_TOKEN", "") or None,
+            kfp_token_file=reader.text("KFP_TOKEN_FILE", "") or None,
+            kfp_cookie=reader.text("KFP_COOKIE", "") or None,
+            kfp_username=username,
+            kfp_password=password,
+            kfp_timeout=reader.number("KFP_TIMEOUT", 5.0, minimum=0.1),
+            kfp_read_retries=reader.integer("KFP_READ_RETRIES", 2, minimum=0, maximum=10),
+            data_dir=Path(reader.text("KFADAPTER_DATA_DIR", DEFAULT_DATA_DIR)).expanduser(),
+            tracking_enabled=reader.flag("KFADAPTER_TRACKING", True),
+            poll_interval=reader.number("KFADAPTER_POLL_INTERVAL", 10.0, minimum=0.05),
+            notify_deadline=reader.number("KFADAPTER_NOTIFY_DEADLINE", 2 * 86400.0, minimum=1),
+            notify_timeout=reader.number("KFADAPTER_NOTIFY_TIMEOUT", 10.0, minimum=0.1),
+            max_upload_bytes=reader.integer(
+                "KFADAPTER_MAX_UPLOAD_BYTES", 32 * 1024 * 1024, minimum=1024
+            ),
+            log_format=log_format,
+            log_level=reader.text("KFADAPTER_LOG_LEVEL", "INFO").upper(),
+            bind=reader.text("KFADAPTER_BIND", ""),
+            workers=reader.integer("KFADAPTER_WORKERS", 2, minimum=1, maximum=64),
+            threads=reader.integer("KFADAPTER_THREADS", 4, minimum=1, maximum=256),
+            worker_timeout=reader.integer("KFADAPTER_WORKER_TIMEOUT", 60, minimum=1),
+            graceful_timeout=reader.integer("KFADAPTER_GRACEFUL_TIMEOUT", 30, minimum=0),
+        )
+
+
+class _Reader:
+    """Typed access to environment variables with messages that name the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str) -> str:
+        return self._env.get(name, default).strip()
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        raw = self.text(name, "")
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise SettingsError(f"{name} must be {bound}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.text(name, "")
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name, "").lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")

@@ -1,0 +1,26 @@
+"""Packaging for kfadapter: the service, its CLI and the embedded KFP server."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="kfadapter",
+    version="0.1.0",
+    description="REST adapter between the O-RAN AI/ML training manager and Kubeflow Pipelines",
+    packages=find_packages(include=["kfadapter", "kfadapter.*"]),
+    include_package_data=True,
+    package_data={"kfadapter": ["samples/*.yaml", "static/*", "openapi/*"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "kfp==2.17.0",
+        "kfp-server-api==2.17.0",
+        "Flask>=3.0",
+        "Werkzeug>=3.0",
+        "gunicorn>=22",
+        "requests>=2.31",
+        "PyYAML>=6",
+        "prometheus-client>=0.20",
+        "croniter>=2",
+    ],
+    extras_require={"test": ["pytest", "requests-mock", "ruff"]},
+    entry_points={"console_scripts": ["kfadapter=kfadapter.cli:main"]},
+)

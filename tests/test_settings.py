@@ -1,0 +1,47 @@
+"""Settings are read once from the environment and validated with clear messages."""
+
+import re
+
+import pytest
+
+from kfadapter.settings import Settings, SettingsError
+
+
+def test_deployment_variables_build_the_kfp_endpoint():
+    settings = Settings.from_env(
+        {
+            "KUBEFLOW_HOST": "ml-pipeline-ui.kubeflow",
+            "KUBEFLOW_PORT": "80",
+            "KF_NAMESPACE": "ric",
+            "KF_ADAPTER_PORT": "5001",
+            "TRAININGMGR_HOST": "tm.traininghost",
+            "TRAININGMGR_PORT": "32002",
+        }
+    )
+    assert settings.kfp_endpoint == "http://ml-pipeline-ui.kubeflow:80/pipeline"
+    assert settings.namespace == "ric"
+    assert settings.adapter_port == 5001
+    assert settings.notify_url == ("http://tm.traininghost:32002/trainingjob/pipelineNotification")
+
+
+def test_kfp_endpoint_wins_over_host_and_port():
+    settings = Settings.from_env(
+        {"KUBEFLOW_HOST": "x", "KUBEFLOW_PORT": "1", "KFP_ENDPOINT": "http://127.0.0.1:8888/"}
+    )
+    assert settings.kfp_endpoint == "http://127.0.0.1:8888"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("KUBEFLOW_PORT", "eighty", "KUBEFLOW_PORT must be a whole number"),
+        ("KF_ADAPTER_PORT", "70000", "KF_ADAPTER_PORT must be between 1 and 65535"),
+        ("KFP_TIMEOUT", "soon", "KFP_TIMEOUT must be a number"),
+        ("KFP_ENDPOINT", "ftp://x", "KFP_ENDPOINT must be an http(s) URL"),
+        ("KFADAPTER_TRACKING", "maybe", "KFADAPTER_TRACKING must be true or false"),
+        ("KFP_USERNAME", "alice", "KFP_USERNAME and KFP_PASSWORD must be set together"),
+    ],
+)
+def test_malformed_settings_name_the_variable(name, value, fragment):
+    with pytest.raises(SettingsError, match=re.escape(fragment)):
+        Settings.from_env({name: value})
