@@ -20,7 +20,10 @@ setup(
         "PyYAML>=6",
         "prometheus-client>=0.20",
         "croniter>=2",
+        "swagger-ui-bundle>=1.1",
     ],
-    extras_require={"test": ["pytest", "requests-mock", "ruff"]},
+    extras_require={
+        "test": ["pytest", "requests-mock", "ruff", "jsonschema", "openapi-spec-validator"]
+    },
     entry_points={"console_scripts": ["kfadapter=kfadapter.cli:main"]},
 )

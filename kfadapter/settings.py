@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "~/.local/share/kfadapter"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -35,6 +36,8 @@ class Settings:
     poll_interval: float = 10.0
     notify_deadline: float = 2 * 86400.0
     notify_timeout: float = 10.0
+    notify_backoff_base: float = 2.0
+    notify_backoff_cap: float = 300.0
     max_upload_bytes: int = 32 * 1024 * 1024
     log_format: str = "text"
     log_level: str = "INFO"
@@ -72,6 +75,13 @@ class Settings:
             raise SettingsError(
                 f"KFADAPTER_LOG_FORMAT must be 'text' or 'json', got {log_format!r}"
             )
+        log_level = reader.text("KFADAPTER_LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(
+                f"KFADAPTER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}"
+            )
+        backoff_base = reader.number("KFADAPTER_NOTIFY_BACKOFF_BASE", 2.0, minimum=0.01)
+        backoff_cap = reader.number("KFADAPTER_NOTIFY_BACKOFF_CAP", 300.0, minimum=backoff_base)
         username = reader.text("KFP_USERNAME", "") or None
         password = reader.text("KFP_PASSWORD", "") or None
         if bool(username) != bool(password):
@@ -94,11 +104,13 @@ class Settings:
             poll_interval=reader.number("KFADAPTER_POLL_INTERVAL", 10.0, minimum=0.05),
             notify_deadline=reader.number("KFADAPTER_NOTIFY_DEADLINE", 2 * 86400.0, minimum=1),
             notify_timeout=reader.number("KFADAPTER_NOTIFY_TIMEOUT", 10.0, minimum=0.1),
+            notify_backoff_base=backoff_base,
+            notify_backoff_cap=backoff_cap,
             max_upload_bytes=reader.integer(
                 "KFADAPTER_MAX_UPLOAD_BYTES", 32 * 1024 * 1024, minimum=1024
             ),
             log_format=log_format,
-            log_level=reader.text("KFADAPTER_LOG_LEVEL", "INFO").upper(),
+            log_level=log_level,
             bind=reader.text("KFADAPTER_BIND", ""),
             workers=reader.integer("KFADAPTER_WORKERS", 2, minimum=1, maximum=64),
             threads=reader.integer("KFADAPTER_THREADS", 4, minimum=1, maximum=256),

@@ -5,7 +5,6 @@
 `compile_pipeline(name, directory)` writes one as KFP IR YAML and returns its path.
 """
 
-
 from pathlib import Path
 
 from kfp import compiler, dsl

@@ -39,6 +39,8 @@ def test_kfp_endpoint_wins_over_host_and_port():
         ("KFP_TIMEOUT", "soon", "KFP_TIMEOUT must be a number"),
         ("KFP_ENDPOINT", "ftp://x", "KFP_ENDPOINT must be an http(s) URL"),
         ("KFADAPTER_TRACKING", "maybe", "KFADAPTER_TRACKING must be true or false"),
+        ("KFADAPTER_LOG_LEVEL", "LOUD", "KFADAPTER_LOG_LEVEL must be one of DEBUG"),
+        ("KFADAPTER_NOTIFY_BACKOFF_CAP", "0.5", "KFADAPTER_NOTIFY_BACKOFF_CAP must be >= 2.0"),
         ("KFP_USERNAME", "alice", "KFP_USERNAME and KFP_PASSWORD must be set together"),
     ],
 )

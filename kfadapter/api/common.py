@@ -1,0 +1,128 @@
+"""What every blueprint shares: the app's services and strict parsing of request input."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, request
+
+from kfadapter.errors import AdapterError, BadRequest
+from kfadapter.kfconnect import KfConnect
+from kfadapter.settings import Settings
+
+SERVICES_EXTENSION = "kfadapter"
+# Longest name accepted in a path or body (KFP's own limits are lower for some objects).
+MAX_NAME_LENGTH = 512
+MAX_PAGE_SIZE = 1000
+
+
+class TrackingDisabled(AdapterError):
+    """Run tracking is switched off (KFADAPTER_TRACKING=false)."""
+
+    status = 503
+
+
+@dataclass
+class Services:
+    """The objects request handlers use, one set per app."""
+
+    settings: Settings
+    kfconnect: KfConnect
+    tracker: Any = None
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions[SERVICES_EXTENSION]
+
+
+def kfp() -> KfConnect:
+    """The current app's KfConnect."""
+    return services().kfconnect
+
+
+def tracker_or_503() -> Any:
+    """The run tracker; 503 when tracking is off."""
+    tracker = services().tracker
+    if tracker is None:
+        raise TrackingDisabled(
+            "run tracking is disabled (KFADAPTER_TRACKING=false): no training jobs are tracked"
+        )
+    return tracker
+
+
+def checked_name(value: str, what: str) -> str:
+    """A name from the path or body: non-empty, not too long, no control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{what} must be a non-empty string")
+    if len(value) > MAX_NAME_LENGTH:
+        raise BadRequest(f"{what} is longer than {MAX_NAME_LENGTH} characters ({len(value)})")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise BadRequest(f"{what} contains control characters")
+    return value
+
+
+def json_object() -> dict[str, Any]:
+    """The request body as a JSON object; BadRequest saying what is wrong otherwise."""
+    raw = request.get_data(cache=True)
+    if not raw or not raw.strip():
+        raise BadRequest("the request body is empty; expected a JSON object")
+    try:
+        document = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("the request body is not UTF-8 text; expected a JSON object") from None
+    except ValueError as error:
+        raise BadRequest(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise BadRequest(f"the request body must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+def text_field(
+    body: dict[str, Any], key: str, *, required: bool = True, default: str | None = None
+) -> str | None:
+    """A string field of a JSON body; BadRequest when missing (if required) or not a string."""
+    if key not in body or body[key] is None:
+        if required:
+            raise BadRequest(f"the JSON body has no {key!r}", missing=[key])
+        return default
+    value = body[key]
+    if not isinstance(value, str):
+        raise BadRequest(f"{key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def page_args() -> dict[str, Any] | None:
+    """page_size/page_token/sort_by/filter from the query string, or None when none is given."""
+    args = request.args
+    keys = ("page_size", "page_token", "sort_by", "filter")
+    if not any(key in args for key in keys):
+        return None
+    page: dict[str, Any] = {
+        "page_token": args.get("page_token") or None,
+        "sort_by": args.get("sort_by") or None,
+        "filter": args.get("filter") or None,
+        "page_size": None,
+    }
+    if "page_size" in args:
+        page["page_size"] = page_size(args.get("page_size", ""))
+    if page["filter"] is not None:
+        try:
+            json.loads(page["filter"])
+        except ValueError as error:
+            raise BadRequest(f"filter must be KFP's filter JSON: {error}") from None
+    return page
+
+
+def page_size(raw: str) -> int:
+    """A page size from the query string: a whole number from 1 to MAX_PAGE_SIZE."""
+    try:
+        size = int(raw)
+    except ValueError:
+        raise BadRequest(f"page_size must be a whole number, got {raw!r}") from None
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise BadRequest(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {size}")
+    return size

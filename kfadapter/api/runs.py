@@ -1,0 +1,72 @@
+"""Runs: every run keyed by name, one run, terminate, task logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from kfadapter.api.common import checked_name, kfp, services
+
+bp = Blueprint("runs", __name__)
+
+
+@bp.get("/runs")
+def list_runs():
+    """Every run, keyed by display name; a later run sharing a name is keyed "name (run_id)".
+
+    The oldest run with a name keeps the plain name, so a key never changes meaning as
+    new runs arrive. KFP is asked for whole pages of runs and one list of pipelines
+    (for `pipeline_name`), never once per run.
+    """
+    runs = kfp().all_runs()
+    names = {p["pipeline_id"]: p["display_name"] for p in kfp().all_pipelines()}
+    keyed: dict[str, dict[str, Any]] = {}
+    for run in runs:  # oldest first
+        key = run["display_name"]
+        if key in keyed:
+            key = f"{key} ({run['run_id']})"
+        keyed[key] = {
+            "run_id": run["run_id"],
+            "run_name": run["display_name"],
+            "run_description": run["description"],
+            "run_status": run["state"],
+            "experiment_id": run["experiment_id"],
+            "pipeline_id": run["pipeline_id"],
+            "pipeline_name": names.get(run["pipeline_id"]) or run["pipeline_spec_name"],
+            "pipeline_version_id": run["pipeline_version_id"],
+            "created_at": run["created_at"],
+            "finished_at": run["finished_at"],
+        }
+    return jsonify(keyed)
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id: str):
+    """One run: the older keys plus times, parameters, error, state history and task states."""
+    checked_name(run_id, "run id")
+    run = kfp().get_run(run_id)
+    return jsonify(
+        {"run_id": run["run_id"], "run_name": run["display_name"], "run_status": run["state"]} | run
+    )
+
+
+@bp.delete("/runs/<run_id>")
+def terminate_run(run_id: str):
+    """Terminate a run; a run started for a training job is then no longer notified."""
+    checked_name(run_id, "run id")
+    tracker = services().tracker
+    if tracker is None:
+        kfp().terminate_run(run_id)
+    else:
+        with tracker.untracking(run_id):
+            kfp().terminate_run(run_id)
+    return jsonify({"run_id": run_id, "status": "Terminated"})
+
+
+@bp.get("/runs/<run_id>/logs")
+def run_logs(run_id: str):
+    """The logs of a run's tasks (all, or `?task=<name or id>`) as KFP's back end serves them."""
+    checked_name(run_id, "run id")
+    task = request.args.get("task") or None
+    return jsonify({"run_id": run_id, "tasks": kfp().run_logs(run_id, task=task)})

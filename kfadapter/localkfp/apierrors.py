@@ -1,0 +1,50 @@
+"""Errors of the embedded KFP server, answered as KFP's grpc-gateway JSON error body."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+# gRPC status codes that grpc-gateway maps to the HTTP statuses KFP answers with.
+GRPC_CODES = {
+    HTTPStatus.BAD_REQUEST: 3,  # INVALID_ARGUMENT
+    HTTPStatus.UNAUTHORIZED: 16,  # UNAUTHENTICATED
+    HTTPStatus.FORBIDDEN: 7,  # PERMISSION_DENIED
+    HTTPStatus.NOT_FOUND: 5,  # NOT_FOUND
+    HTTPStatus.METHOD_NOT_ALLOWED: 12,  # UNIMPLEMENTED
+    HTTPStatus.CONFLICT: 6,  # ALREADY_EXISTS
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: 8,  # RESOURCE_EXHAUSTED
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE: 3,
+    HTTPStatus.INTERNAL_SERVER_ERROR: 13,  # INTERNAL
+    HTTPStatus.NOT_IMPLEMENTED: 12,
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client with an HTTP status and KFP's JSON error body."""
+
+    def __init__(self, status: int, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = int(status)
+        self.message = message
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """KFP's error body: {"error", "code", "message", "details"}."""
+        code = self.code if self.code is not None else GRPC_CODES.get(self.status, 2)
+        return {"error": self.message, "code": code, "message": self.message, "details": []}
+
+
+def bad_request(message: str) -> ApiError:
+    """400: the request's arguments are invalid."""
+    return ApiError(HTTPStatus.BAD_REQUEST, message)
+
+
+def not_found(message: str) -> ApiError:
+    """404: the named resource does not exist."""
+    return ApiError(HTTPStatus.NOT_FOUND, message)
+
+
+def conflict(message: str) -> ApiError:
+    """409: the resource already exists."""
+    return ApiError(HTTPStatus.CONFLICT, message)

@@ -1,0 +1,149 @@
+"""Optional access control of the embedded KFP server: a bearer token, or a Dex-like login.
+
+- token: every call needs `Authorization: Bearer TOKEN`; otherwise 401 with KFP's JSON body.
+- dex: an unauthenticated call is redirected (302) to a login form at
+  /dex/auth/local/login?back=PATH; POSTing the right `login` and `password` sets the
+  `authservice_session` cookie and redirects (303) back; calls then need that cookie.
+  Wrong credentials show the form again with 401. Sessions live in memory.
+Every path is protected except the login form and healthz. healthz stays open on purpose:
+kfp.Client() calls it while it is being constructed (retrying 5 times, 5 s apart, on
+failure), so an unauthenticated client gets its 401/302 at once on its first real call
+instead of a 25 s time-out; it tells nothing about the pipelines. (A Kubeflow deployment
+behind Dex protects healthz too.)
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import secrets
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+from flask import Flask, Response, jsonify, redirect, request
+
+from kfadapter.localkfp.apierrors import ApiError
+
+SESSION_COOKIE = "authservice_session"
+LOGIN_PATH = "/dex/auth/local/login"
+OPEN_PATHS = ("/apis/v2beta1/healthz", "/pipeline/apis/v2beta1/healthz")
+
+
+@dataclass
+class AuthConfig:
+    """Which access control is on: none, a bearer token, or Dex emulation."""
+
+    token: str | None = None
+    dex_user: str | None = None
+    dex_password: str | None = None
+    _sessions: set[str] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def mode(self) -> str:
+        """ "token", "dex" or "none"."""
+        if self.token:
+            return "token"
+        if self.dex_user is not None:
+            return "dex"
+        return "none"
+
+    def new_session(self) -> str:
+        """A fresh session id, remembered as valid."""
+        session = secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions.add(session)
+        return session
+
+    def valid_session(self, session: str | None) -> bool:
+        """Whether the cookie value is a session this server issued."""
+        if not session:
+            return False
+        with self._lock:
+            return session in self._sessions
+
+    def valid_credentials(self, login: str, password: str) -> bool:
+        """Whether login/password are the Dex user's (constant-time)."""
+        user_ok = hmac.compare_digest(login.encode(), (self.dex_user or "").encode())
+        password_ok = hmac.compare_digest(password.encode(), (self.dex_password or "").encode())
+        return user_ok and password_ok
+
+
+_FORM = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Log in to Your Account</title></head>
+<body>
+<h2>Log in to Your Account</h2>
+{error}
+<form method="post" action="{action}">
+  <label for="login">Email Address</label>
+  <input id="login" name="login" type="text" autofocus required>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" required>
+  <button type="submit" id="submit-login">Login</button>
+</form>
+</body></html>
+"""
+
+
+def _safe_back(back: str | None) -> str:
+    """A local path to return to after login (never another host)."""
+    if not back:
+        return "/"
+    parts = urlsplit(back)
+    if parts.scheme or parts.netloc or not back.startswith("/") or back.startswith("//"):
+        return "/"
+    return back
+
+
+def _form(status: int, error: str = "") -> Response:
+    back = _safe_back(request.args.get("back"))
+    action = f"{LOGIN_PATH}?back={quote(back, safe='')}"
+    message = f'<p class="error">{html.escape(error)}</p>' if error else ""
+    body = _FORM.format(error=message, action=html.escape(action))
+    return Response(body, status=status, mimetype="text/html")
+
+
+def install_auth(app: Flask, config: AuthConfig) -> None:
+    """Add the access check (and the Dex login form) to the app."""
+    if config.mode == "none":
+        return
+
+    if config.mode == "dex":
+
+        @app.route(LOGIN_PATH, methods=["GET", "POST"])
+        def dex_login() -> Response:
+            if request.method == "GET":
+                return _form(200)
+            login = request.form.get("login", "")
+            password = request.form.get("password", "")
+            if not config.valid_credentials(login, password):
+                return _form(401, "Invalid Email Address and password.")
+            response = redirect(_safe_back(request.args.get("back")), code=303)
+            response.set_cookie(
+                SESSION_COOKIE, config.new_session(), path="/", httponly=True, samesite="Lax"
+            )
+            return response
+
+    @app.before_request
+    def check_access() -> Response | None:
+        if request.path.rstrip("/") in OPEN_PATHS:
+            return None
+        if request.path == LOGIN_PATH and config.mode == "dex":
+            return None
+        if config.mode == "token":
+            header = request.headers.get("Authorization", "")
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                value.strip().encode(), (config.token or "").encode()
+            ):
+                return None
+            error = ApiError(401, "Unauthenticated: a valid 'Authorization: Bearer' is required")
+            response = jsonify(error.body())
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Bearer realm="local-kfp"'
+            return response
+        if config.valid_session(request.cookies.get(SESSION_COOKIE)):
+            return None
+        back = request.full_path if request.query_string else request.path
+        return redirect(f"{LOGIN_PATH}?back={quote(back, safe='')}", code=302)

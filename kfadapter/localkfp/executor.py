@@ -1,0 +1,525 @@
+"""Executes the embedded KFP server's runs: one child process per run, bounded concurrency.
+
+Each run executes its pipeline spec with kfp.local in `python -m kfadapter.localkfp.worker`,
+started in its own session (process group). The worker reports task progress as JSON lines on
+a pipe; a thread per active run turns those into `RunUpdate`s, which one delivery thread hands
+to `on_update` in order. Runs beyond `max_concurrent_runs` wait PENDING, first in first out.
+
+Files of a run, under DATA_DIR/runs/<run_id>/: spec.json, parameters.json, worker.log (the
+worker's own kfp.local log), logs/<node_id>.log (each task's output), outputs/ (the pipeline
+root), tasks.json (the final task details).
+
+A task's node id is its `pod_name` in the task details: the task's name in the pipeline spec
+(e.g. ``check-equals``), with ``-2``, ``-3``... appended when a name runs again in the same run.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import json
+import logging
+import os
+import queue
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kfadapter.localkfp import execution_protocol as protocol
+
+logger = logging.getLogger(__name__)
+
+TERMINATE_GRACE_SECONDS = 3.0
+"""How long a terminated run's processes get after SIGTERM before SIGKILL."""
+
+_POLL_SECONDS = 0.2
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"})
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """A run's state and task details at one moment, handed to `on_update`."""
+
+    run_id: str
+    state: str  # V2beta1RuntimeState name: PENDING, RUNNING, SUCCEEDED, FAILED, CANCELING, ...
+    task_details: list[dict]  # V2beta1PipelineTaskDetail JSON dicts
+    error: str | None  # message for a FAILED run
+    finished_at: datetime | None  # UTC, when state is final
+    started_at: datetime | None  # UTC, when the run left PENDING
+
+
+@dataclass(eq=False)
+class _Run:
+    """The executor's bookkeeping for one submitted run."""
+
+    run_id: str
+    pipeline_spec: dict[str, Any]
+    parameters: dict[str, Any]
+    directory: Path
+    state: str = "PENDING"
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task_id -> detail
+    downstream: dict[str, set[str]] = field(default_factory=dict)  # task name -> dependents
+    process: subprocess.Popen[bytes] | None = None
+    thread: threading.Thread | None = None
+    outcome: tuple[str, str | None] | None = None  # (state, error) the worker reported
+    stop_reason: str | None = None  # "terminate" or "shutdown"
+    stop_requested_at: float | None = None  # time.monotonic()
+    killed: bool = False
+
+
+class RunExecutor:
+    """Runs pipeline specs in child processes and reports their progress."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        max_concurrent_runs: int,
+        on_update: Callable[[RunUpdate], None],
+    ) -> None:
+        if max_concurrent_runs < 1:
+            raise ValueError(f"max_concurrent_runs must be at least 1, got {max_concurrent_runs}")
+        self._data_dir = Path(data_dir).resolve()
+        self._max_concurrent_runs = max_concurrent_runs
+        self._on_update = on_update
+        self._lock = threading.Lock()
+        self._pending: collections.OrderedDict[str, _Run] = collections.OrderedDict()
+        self._active: dict[str, _Run] = {}
+        self._stopping = False
+        self._updates: queue.Queue[RunUpdate | None] = queue.Queue()
+        self._delivery = threading.Thread(
+            target=self._deliver_updates, name="kfp-run-updates", daemon=True
+        )
+        self._delivery.start()
+
+    # -- the interface the server uses -------------------------------------------------
+
+    def submit(self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any]) -> None:
+        """Queue the run; it stays PENDING until a slot is free. Never blocks on execution."""
+        if not protocol.is_safe_name(run_id):
+            raise ValueError(f"run id {run_id!r} is not usable as a directory name")
+        run = _Run(
+            run_id=run_id,
+            pipeline_spec=pipeline_spec,
+            parameters=dict(parameters or {}),
+            directory=protocol.run_dir(self._data_dir, run_id),
+            downstream=_downstream_tasks(pipeline_spec),
+        )
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("the run executor is shut down")
+            if run_id in self._pending or run_id in self._active:
+                raise ValueError(f"run {run_id} is already submitted")
+            self._pending[run_id] = run
+            self._publish(run)
+            self._start_ready_runs()
+
+    def terminate(self, run_id: str) -> bool:
+        """Kill the run's process group; an update with CANCELED follows. False if not active."""
+        with self._lock:
+            run = self._pending.pop(run_id, None)
+            if run is not None:
+                run.state = "CANCELED"
+                run.finished_at = protocol.utc_now()
+                self._publish(run)
+                return True
+            run = self._active.get(run_id)
+            if run is None:
+                return False
+            if run.stop_reason is None:
+                run.stop_reason = "terminate"
+                run.stop_requested_at = time.monotonic()
+                if run.outcome is None:
+                    run.state = "CANCELING"
+                    self._publish(run)
+                self._signal(run, signal.SIGTERM)
+            return True
+
+    def log_path(self, run_id: str, node_id: str) -> Path | None:
+        """The file holding that task's log, if any (node_id: the task's pod_name or task_id)."""
+        if not (protocol.is_safe_name(run_id) and protocol.is_safe_name(node_id)):
+            return None
+        directory = protocol.run_dir(self._data_dir, run_id)
+        candidate = protocol.task_log_file(directory, node_id)
+        if candidate.is_file():
+            return candidate
+        for task in self._known_tasks(run_id):
+            if task.get("task_id") == node_id and task.get("pod_name"):
+                candidate = protocol.task_log_file(directory, task["pod_name"])
+                return candidate if candidate.is_file() else None
+        return None
+
+    def shutdown(self) -> None:
+        """Kill every active run (used when the server stops); they end FAILED."""
+        with self._lock:
+            self._stopping = True
+            now = protocol.utc_now()
+            for run in self._pending.values():
+                run.state = "FAILED"
+                run.error = "the local KFP server stopped before the run started"
+                run.finished_at = now
+                self._publish(run)
+            self._pending.clear()
+            active = list(self._active.values())
+            for run in active:
+                if run.stop_reason is None:
+                    run.stop_reason = "shutdown"
+                    run.stop_requested_at = time.monotonic()
+                    self._signal(run, signal.SIGTERM)
+        for run in active:
+            if run.thread is not None:
+                run.thread.join(timeout=TERMINATE_GRACE_SECONDS + 5)
+        self._updates.put(None)
+        self._delivery.join(timeout=10)
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _start_ready_runs(self) -> None:
+        """Start queued runs while slots are free (caller holds the lock)."""
+        while self._pending and len(self._active) < self._max_concurrent_runs:
+            run_id, run = self._pending.popitem(last=False)
+            self._active[run_id] = run
+            run.thread = threading.Thread(
+                target=self._execute, args=(run,), name=f"kfp-run-{run_id}", daemon=True
+            )
+            run.thread.start()
+
+    def _execute(self, run: _Run) -> None:
+        """The body of a run's thread: run it, and always end it in a final state."""
+        try:
+            self._run_process(run)
+        except Exception as exc:
+            logger.exception("executing run %s failed", run.run_id)
+            if run.process is not None:
+                _kill_group(run.process.pid, signal.SIGKILL)
+                run.process.wait()
+            self._finish(run, None, f"internal error while executing the run: {exc}")
+
+    def _run_process(self, run: _Run) -> None:
+        run.directory.mkdir(parents=True, exist_ok=True)
+        # A retried run starts over: the logs of its previous attempt would mislead.
+        for stale in ("logs", "workspace"):
+            shutil.rmtree(run.directory / stale, ignore_errors=True)
+        (run.directory / "tasks.json").unlink(missing_ok=True)
+        spec_file = run.directory / "spec.json"
+        parameters_file = run.directory / "parameters.json"
+        spec_file.write_text(json.dumps(run.pipeline_spec), encoding="utf-8")
+        parameters_file.write_text(json.dumps(run.parameters), encoding="utf-8")
+        with self._lock:
+            stopped_early = run.stop_reason is not None
+        if stopped_early:
+            self._finish(run, None, None)
+            return
+
+        read_fd, write_fd = os.pipe()
+        try:
+            with (run.directory / "worker.log").open("ab") as worker_log:
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "kfadapter.localkfp.worker",
+                        str(spec_file),
+                        str(parameters_file),
+                        str(run.directory),
+                        "--status-fd",
+                        str(write_fd),
+                    ],
+                    pass_fds=(write_fd,),
+                    stdin=subprocess.DEVNULL,
+                    stdout=worker_log,
+                    stderr=subprocess.STDOUT,
+                    cwd=run.directory,
+                    env=_child_environment(),
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            os.close(read_fd)
+            self._finish(run, None, f"could not start the run's process: {exc}")
+            return
+        finally:
+            os.close(write_fd)
+
+        with self._lock:
+            run.process = process
+            run.started_at = protocol.utc_now()
+            if run.stop_reason is not None:
+                self._signal(run, signal.SIGTERM)
+            else:
+                run.state = "RUNNING"
+                self._publish(run)
+        try:
+            self._follow(run, read_fd)
+        finally:
+            os.close(read_fd)
+        while True:
+            try:
+                process.wait(timeout=_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                self._escalate(run)
+        _kill_group(process.pid, signal.SIGKILL)  # leftovers of a worker that died
+        self._finish(run, process.returncode, None)
+
+    def _follow(self, run: _Run, read_fd: int) -> None:
+        """Read the worker's events until it closes the pipe or exits."""
+        assert run.process is not None
+        buffer = b""
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], _POLL_SECONDS)
+            exited = not ready and run.process.poll() is not None
+            if exited:
+                # A descendant may still hold the pipe: take what is there, do not wait.
+                os.set_blocking(read_fd, False)
+            try:
+                chunk = os.read(read_fd, 65536) if ready or exited else None
+            except BlockingIOError:
+                chunk = b""
+            if chunk is not None:
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    self._handle_event(run, line)
+                if not chunk or exited:
+                    break
+            self._escalate(run)
+
+    def _handle_event(self, run: _Run, line: bytes) -> None:
+        """Apply one worker event to the run and publish the change."""
+        try:
+            event = json.loads(line)
+            kind = event["event"]
+            moment = protocol.from_event_time(event["time"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("run %s: ignoring malformed event %r", run.run_id, line[:200])
+            return
+        stamp = protocol.to_rfc3339(moment)
+        with self._lock:
+            if kind == protocol.TASK_STARTED:
+                task_id = str(event.get("task_id"))
+                run.tasks[task_id] = {
+                    "run_id": run.run_id,
+                    "task_id": task_id,
+                    "display_name": event.get("display_name", ""),
+                    "pod_name": event.get("pod_name", ""),
+                    "create_time": stamp,
+                    "start_time": stamp,
+                    "state": "RUNNING",
+                    "state_history": [{"update_time": stamp, "state": "RUNNING"}],
+                }
+            elif kind == protocol.TASK_FINISHED:
+                task = run.tasks.get(str(event.get("task_id")))
+                if task is None:
+                    return
+                _end_task(task, str(event.get("state", "FAILED")), stamp, event.get("error"))
+            elif kind == protocol.RUN_FINISHED:
+                run.outcome = (str(event.get("state", "FAILED")), event.get("error"))
+                return  # published once the process has exited
+            else:
+                return
+            self._publish(run)
+
+    def _escalate(self, run: _Run) -> None:
+        """SIGKILL the group of a run that outlived its grace period after SIGTERM."""
+        with self._lock:
+            if (
+                run.stop_requested_at is not None
+                and not run.killed
+                and time.monotonic() - run.stop_requested_at > TERMINATE_GRACE_SECONDS
+            ):
+                run.killed = True
+                self._signal(run, signal.SIGKILL)
+
+    def _finish(self, run: _Run, return_code: int | None, failure: str | None) -> None:
+        """Decide the final state, publish it, free the slot and start the next run."""
+        now = protocol.utc_now()
+        stamp = protocol.to_rfc3339(now)
+        with self._lock:
+            if failure is not None:
+                state, error = "FAILED", failure
+            elif run.outcome is not None and run.stop_reason != "shutdown":
+                state, error = run.outcome
+            elif run.stop_reason == "terminate":
+                state, error = "CANCELED", None
+            elif run.stop_reason == "shutdown":
+                state, error = "FAILED", "the local KFP server stopped while the run was running"
+            else:
+                state, error = "FAILED", _describe_exit(return_code, run.directory)
+            for task in run.tasks.values():
+                if task["state"] not in FINAL_STATES:
+                    task_state = "CANCELED" if state == "CANCELED" else "FAILED"
+                    reason = "the run was terminated" if state == "CANCELED" else error
+                    _end_task(task, task_state, stamp, reason)
+            run.state, run.error, run.finished_at = state, error, now
+            details = self._task_details(run)
+        _write_json(run.directory / "tasks.json", details)
+        with self._lock:
+            self._publish(run)
+            self._active.pop(run.run_id, None)
+            if not self._stopping:
+                self._start_ready_runs()
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def _publish(self, run: _Run) -> None:
+        """Queue the run's current state for delivery (caller holds the lock)."""
+        self._updates.put(
+            RunUpdate(
+                run_id=run.run_id,
+                state=run.state,
+                task_details=self._task_details(run),
+                error=run.error,
+                finished_at=run.finished_at,
+                started_at=run.started_at,
+            )
+        )
+
+    @staticmethod
+    def _task_details(run: _Run) -> list[dict]:
+        """Copies of the task details, each with the started tasks that depend on it."""
+        details = []
+        for task in run.tasks.values():
+            detail = copy.deepcopy(task)
+            dependents = run.downstream.get(task["display_name"], set())
+            children = [
+                {"task_id": other["task_id"], "pod_name": other["pod_name"]}
+                for other in run.tasks.values()
+                if other["display_name"] in dependents
+            ]
+            if children:
+                detail["child_tasks"] = children
+            details.append(detail)
+        return details
+
+    def _deliver_updates(self) -> None:
+        """The delivery thread: hand updates to `on_update`, in order, one at a time."""
+        while True:
+            update = self._updates.get()
+            if update is None:
+                return
+            try:
+                self._on_update(update)
+            except Exception:
+                logger.exception("on_update failed for run %s", update.run_id)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _signal(self, run: _Run, sig: signal.Signals) -> None:
+        """Send a signal to the run's whole process group (caller holds the lock)."""
+        if run.process is not None and run.process.returncode is None:
+            _kill_group(run.process.pid, sig)
+
+    def _known_tasks(self, run_id: str) -> list[dict]:
+        """Task details of an active run, or those saved when the run ended."""
+        with self._lock:
+            run = self._active.get(run_id)
+            if run is not None:
+                return [dict(task) for task in run.tasks.values()]
+        saved = protocol.run_dir(self._data_dir, run_id) / "tasks.json"
+        try:
+            tasks = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return tasks if isinstance(tasks, list) else []
+
+
+def _end_task(task: dict[str, Any], state: str, stamp: str, error: str | None) -> None:
+    """Mark a task ended with its final state (and error message)."""
+    task["state"] = state
+    task["end_time"] = stamp
+    status: dict[str, Any] = {"update_time": stamp, "state": state}
+    if error:
+        task["error"] = {"message": error}
+        status["error"] = {"message": error}
+    task["state_history"].append(status)
+
+
+def _downstream_tasks(pipeline_spec: dict[str, Any]) -> dict[str, set[str]]:
+    """Task name -> names of the tasks that depend on it, over every DAG of the spec."""
+    spec = pipeline_spec
+    if "root" not in spec and isinstance(spec.get("pipeline_spec"), dict):
+        spec = spec["pipeline_spec"]
+    dags = [spec.get("root", {})] + list((spec.get("components") or {}).values())
+    downstream: dict[str, set[str]] = collections.defaultdict(set)
+    for component in dags:
+        tasks = (component.get("dag") or {}).get("tasks") or {}
+        for name, task in tasks.items():
+            task_name = (task.get("taskInfo") or {}).get("name") or name
+            for upstream in task.get("dependentTasks") or []:
+                upstream_task = tasks.get(upstream) or {}
+                upstream_name = (upstream_task.get("taskInfo") or {}).get("name") or upstream
+                downstream[upstream_name].add(task_name)
+    return dict(downstream)
+
+
+def _child_environment() -> dict[str, str]:
+    """The worker's environment: our interpreter's bin first on PATH, our package importable."""
+    env = dict(os.environ)
+    bin_dir = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join(filter(None, [bin_dir, env.get("PATH")]))
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    """Signal a process group; nothing if it is already gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _describe_exit(return_code: int | None, directory: Path) -> str:
+    """Why a worker ended without reporting an outcome, for the run's error message."""
+    if return_code is None:
+        reason = "the run's process ended without a result"
+    elif return_code < 0:
+        try:
+            name = signal.Signals(-return_code).name
+        except ValueError:
+            name = f"signal {-return_code}"
+        reason = f"the run's process was killed by {name} before the run finished"
+    else:
+        reason = f"the run's process exited with code {return_code} before the run finished"
+    last_line = _last_line(directory / "worker.log")
+    if return_code is not None and return_code > 0 and last_line:
+        return f"{reason}: {last_line}"
+    return reason
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a text file (read from its end), or ''."""
+    try:
+        with path.open("rb") as file:
+            file.seek(0, os.SEEK_END)
+            size = file.tell()
+            file.seek(max(0, size - 4096))
+            tail = file.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [_ANSI_ESCAPE.sub("", line).strip() for line in tail.splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else ""
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    try:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(value), encoding="utf-8")
+        temporary.replace(path)
+    except OSError:
+        logger.warning("could not write %s", path, exc_info=True)

@@ -1,0 +1,186 @@
+"""Reading uploaded pipeline packages: KFP v2 IR as YAML or JSON, alone or in .zip / .tar.gz.
+
+The stored form is what KFP returns as a version's `pipeline_spec`: the IR document
+itself, or `{"pipeline_spec": IR, "platform_spec": PLATFORM}` when the package also
+holds a platform spec document (as kfp-kubernetes adds).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from typing import Any
+
+import yaml
+
+from kfadapter.localkfp.apierrors import bad_request
+
+MAX_PACKAGE_BYTES = 32 * 1024 * 1024  # KFP's limit on an uploaded pipeline file
+PIPELINE_SPEC_FIELDS = {
+    "pipelineInfo",
+    "pipeline_info",
+    "deploymentSpec",
+    "deployment_spec",
+    "sdkVersion",
+    "sdk_version",
+    "schemaVersion",
+    "schema_version",
+    "components",
+    "root",
+    "defaultPipelineRoot",
+    "default_pipeline_root",
+}
+_PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _choose_member(names: list[str]) -> str:
+    """The pipeline file of an archive: pipeline.yaml, else the only YAML/JSON file."""
+    candidates = [
+        name
+        for name in names
+        if name.lower().endswith(_PIPELINE_FILE_SUFFIXES)
+        and not name.rsplit("/", 1)[-1].startswith(".")
+    ]
+    for preferred in ("pipeline.yaml", "pipeline.yml", "pipeline.json"):
+        for name in candidates:
+            if name.rsplit("/", 1)[-1] == preferred:
+                return name
+    if not candidates:
+        raise bad_request("Invalid package: the archive holds no pipeline YAML or JSON file")
+    if len(candidates) > 1:
+        raise bad_request(
+            "Invalid package: the archive holds several YAML/JSON files and none is "
+            f"pipeline.yaml: {', '.join(sorted(candidates)[:5])}"
+        )
+    return candidates[0]
+
+
+def _from_zip(data: bytes) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = [info for info in archive.infolist() if not info.is_dir()]
+            member = _choose_member([info.filename for info in infos])
+            info = archive.getinfo(member)
+            if info.file_size > MAX_PACKAGE_BYTES:
+                raise bad_request(f"Invalid package: {member} is larger than 32 MiB")
+            return archive.read(member)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
+        raise bad_request(f"Invalid package: not a readable .zip archive ({error})") from None
+
+
+def _from_tar(data: bytes) -> bytes:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            members = {member.name: member for member in archive if member.isfile()}
+            name = _choose_member(list(members))
+            member = members[name]
+            if member.size > MAX_PACKAGE_BYTES:
+                raise bad_request(f"Invalid package: {name} is larger than 32 MiB")
+            handle = archive.extractfile(member)
+            if handle is None:
+                raise bad_request(f"Invalid package: cannot read {name}")
+            return handle.read()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise bad_request(f"Invalid package: not a readable .tar.gz archive ({error})") from None
+
+
+def validate_pipeline_spec(spec: Any, where: str = "pipeline spec") -> dict[str, Any]:
+    """The IR document if it looks like a KFP v2 pipeline spec; 400 saying what is wrong."""
+    if not isinstance(spec, dict):
+        raise bad_request(f"Invalid {where}: expected a mapping, got {type(spec).__name__}")
+    if "apiVersion" in spec and "kind" in spec:
+        raise bad_request(
+            f"Invalid {where}: this is a Kubernetes/Argo manifest (kind {spec.get('kind')!r}), "
+            "not a KFP v2 pipeline spec; compile the pipeline with the kfp v2 SDK"
+        )
+    unknown = sorted(set(spec) - PIPELINE_SPEC_FIELDS)
+    if unknown:
+        raise bad_request(
+            f"Invalid {where}: unknown fields {', '.join(map(repr, unknown[:5]))}; "
+            "expected a KFP v2 pipeline spec (pipelineInfo, root, components, deploymentSpec)"
+        )
+    info = spec.get("pipelineInfo", spec.get("pipeline_info"))
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not info["name"]:
+        raise bad_request(f"Invalid {where}: pipelineInfo.name is missing")
+    root = spec.get("root")
+    if not isinstance(root, dict) or not root:
+        raise bad_request(f"Invalid {where}: root is missing")
+    components = spec.get("components", {})
+    if not isinstance(components, dict):
+        raise bad_request(f"Invalid {where}: components must be a mapping")
+    return spec
+
+
+def normalize_spec(value: Any, where: str = "pipeline_spec") -> dict[str, Any]:
+    """A spec as stored: bare IR, or {"pipeline_spec", "platform_spec"}; validated."""
+    if isinstance(value, dict) and "pipeline_spec" in value and "root" not in value:
+        extra = sorted(set(value) - {"pipeline_spec", "platform_spec"})
+        if extra:
+            raise bad_request(f"Invalid {where}: unknown fields {', '.join(extra)}")
+        validate_pipeline_spec(value["pipeline_spec"], where)
+        platform = value.get("platform_spec")
+        if platform in (None, {}):
+            return value["pipeline_spec"]
+        if not isinstance(platform, dict):
+            raise bad_request(f"Invalid {where}: platform_spec must be a mapping")
+        return {"pipeline_spec": value["pipeline_spec"], "platform_spec": platform}
+    return validate_pipeline_spec(value, where)
+
+
+def ir_of(stored: dict[str, Any]) -> dict[str, Any]:
+    """The IR document of a stored spec (without any platform spec)."""
+    if "pipeline_spec" in stored and "root" not in stored:
+        return stored["pipeline_spec"]
+    return stored
+
+
+def parse_documents(text: str) -> dict[str, Any]:
+    """The stored spec from YAML/JSON text, possibly several YAML documents."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as error:
+        raise bad_request(
+            f"Invalid package: the file is not valid YAML or JSON ({error})"
+        ) from None
+    if not documents:
+        raise bad_request("Invalid package: the file holds no pipeline spec (it is empty)")
+    spec = validate_pipeline_spec(documents[0], "pipeline package")
+    platform: dict[str, Any] = {}
+    for document in documents[1:]:
+        if not isinstance(document, dict) or "platforms" not in document:
+            raise bad_request(
+                "Invalid package: a document after the pipeline spec is not a platform spec "
+                "(a mapping with 'platforms')"
+            )
+        platform.update(document)
+    if platform:
+        return {"pipeline_spec": spec, "platform_spec": platform}
+    return spec
+
+
+def parse_package(data: bytes) -> dict[str, Any]:
+    """The stored spec of an uploaded package (YAML, JSON, .zip or .tar.gz); 400 if invalid."""
+    if not data or not data.strip():
+        raise bad_request("Invalid package: the uploaded file is empty")
+    if len(data) > MAX_PACKAGE_BYTES:
+        raise bad_request("Invalid package: the file is larger than 32 MiB")
+    if data[:4] == b"PK\x03\x04":
+        data = _from_zip(data)
+    elif data[:2] == b"\x1f\x8b" or data[257:262] == b"ustar":
+        data = _from_tar(data)
+    if not data.strip():
+        raise bad_request("Invalid package: the pipeline file is empty")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise bad_request(
+            "Invalid package: the file is neither UTF-8 YAML/JSON nor a .zip/.tar.gz archive"
+        ) from None
+    return parse_documents(text)
+
+
+def pipeline_name_of(stored: dict[str, Any]) -> str:
+    """pipelineInfo.name of a stored spec."""
+    info = ir_of(stored).get("pipelineInfo") or ir_of(stored).get("pipeline_info") or {}
+    return str(info.get("name", ""))

@@ -1,0 +1,352 @@
+"""List queries as KFP does them: page size, opaque page tokens, sort_by and filter predicates.
+
+Everything becomes one SQL statement (plus one COUNT) with keyset pagination on
+(sort column, id), so a deep page costs the same as the first one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfadapter.localkfp.apierrors import bad_request
+from kfadapter.localkfp.timefmt import parse_rfc3339
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 200  # KFP caps larger page sizes at 200 (list.go: maxPageSize)
+
+STRING = "string"
+TIME = "time"  # integer microseconds in the store; compared at whole seconds like KFP
+ENUM = "enum"  # a string column holding an enum name (state, storage_state, ...)
+
+OPERATIONS = {
+    "EQUALS": 1,
+    "NOT_EQUALS": 2,
+    "GREATER_THAN": 3,
+    "GREATER_THAN_EQUALS": 5,
+    "LESS_THAN": 6,
+    "LESS_THAN_EQUALS": 7,
+    "IN": 8,
+    "IS_SUBSTRING": 9,
+}
+_OPERATION_BY_NUMBER = {number: name for name, number in OPERATIONS.items()}
+_COMPARISON_SQL = {
+    "EQUALS": "=",
+    "NOT_EQUALS": "!=",
+    "GREATER_THAN": ">",
+    "GREATER_THAN_EQUALS": ">=",
+    "LESS_THAN": "<",
+    "LESS_THAN_EQUALS": "<=",
+}
+_VALUE_KEYS = {
+    "string_value": "stringValue",
+    "int_value": "intValue",
+    "long_value": "longValue",
+    "timestamp_value": "timestampValue",
+    "string_values": "stringValues",
+    "int_values": "intValues",
+    "long_values": "longValues",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A field clients may sort or filter on: its SQL column and kind."""
+
+    sql: str
+    kind: str = STRING
+
+
+@dataclass(frozen=True)
+class Listable:
+    """What one list endpoint exposes: table, fields by API name, default sort."""
+
+    kind: str
+    table: str
+    fields: dict[str, Column]
+    default_sort: str = "created_at"
+    key: str = "id"
+
+
+@dataclass
+class ListQuery:
+    """A parsed list request: where clauses, order and position."""
+
+    listable: Listable
+    page_size: int
+    sort_field: str
+    desc: bool
+    filter_json: Any = None
+    conditions: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    after: tuple[Any, str] | None = None  # (sort value, id) of the first row of this page
+    scope: dict[str, str] = field(default_factory=dict)
+
+
+def parse_page_size(raw: str | int | None) -> int:
+    """KFP's rule: 0/absent means 20, negative is an error, above 200 is capped at 200."""
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_SIZE
+    try:
+        size = int(raw)
+    except (TypeError, ValueError):
+        raise bad_request(f"page_size must be an integer, got {raw!r}") from None
+    if size < 0:
+        raise bad_request(f"The page size should be greater than 0. Got {size}")
+    if size == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(size, MAX_PAGE_SIZE)
+
+
+def parse_sort(listable: Listable, sort_by: str | None) -> tuple[str, bool]:
+    """("field", desc) from "field", "field desc" or "field asc"."""
+    words = (sort_by or "").lower().split()
+    if len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
+        raise bad_request(
+            f'Received invalid sort by format {sort_by!r}. Supported format: "field_name", '
+            '"field_name desc", or "field_name asc"'
+        )
+    if not words:
+        return listable.default_sort, False
+    if words[0] not in listable.fields:
+        allowed = ", ".join(sorted(listable.fields))
+        raise bad_request(
+            f"Invalid sorting field: {words[0]!r} on {listable.kind}; sortable fields: {allowed}"
+        )
+    return words[0], len(words) == 2 and words[1] == "desc"
+
+
+def _predicate_operation(predicate: dict[str, Any]) -> str:
+    raw = predicate.get("operation", predicate.get("op"))
+    if isinstance(raw, bool):
+        raw = None
+    if isinstance(raw, int) and raw in _OPERATION_BY_NUMBER:
+        return _OPERATION_BY_NUMBER[raw]
+    if isinstance(raw, str):
+        name = raw.strip().upper()
+        if name in OPERATIONS:
+            return name
+        if name.isdigit() and int(name) in _OPERATION_BY_NUMBER:
+            return _OPERATION_BY_NUMBER[int(name)]
+    raise bad_request(
+        f"filter predicate has an invalid operation {raw!r}; one of {', '.join(OPERATIONS)}"
+    )
+
+
+def _predicate_value(predicate: dict[str, Any]) -> tuple[str, Any]:
+    found = []
+    for snake, camel in _VALUE_KEYS.items():
+        for key in (snake, camel):
+            if key in predicate:
+                found.append((snake, predicate[key]))
+    if len(found) != 1:
+        raise bad_request(
+            "filter predicate needs exactly one value field (string_value, int_value, "
+            f"long_value, timestamp_value, string_values, int_values, long_values): {predicate}"
+        )
+    return found[0]
+
+
+def _scalar(kind: str, key: str, value_field: str, value: Any) -> Any:
+    """The SQL value of one predicate value for a column of that kind."""
+    if kind == TIME:
+        if value_field == "timestamp_value":
+            return parse_rfc3339(value, f"filter value for {key!r}") // 1_000_000
+        if value_field in ("int_value", "long_value", "int_values", "long_values"):
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                raise bad_request(f"filter value for {key!r} must be an integer") from None
+        raise bad_request(f"filter on {key!r} needs a timestamp_value or an int_value")
+    if value_field not in ("string_value", "string_values"):
+        raise bad_request(f"filter on {key!r} needs a string_value, got {value_field}")
+    if not isinstance(value, str):
+        raise bad_request(f"filter value for {key!r} must be a string, got {value!r}")
+    if kind == ENUM:
+        return value.upper().removeprefix("STORAGESTATE_")
+    return value
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _time_clause(column: str, operation: str, seconds: int) -> tuple[str, list[Any]]:
+    """A whole-second comparison as an index-friendly range on microseconds."""
+    low, high = seconds * 1_000_000, (seconds + 1) * 1_000_000
+    if operation == "EQUALS":
+        return f"({column} >= ? AND {column} < ?)", [low, high]
+    if operation == "NOT_EQUALS":
+        return f"({column} < ? OR {column} >= ?)", [low, high]
+    if operation == "GREATER_THAN":
+        return f"{column} >= ?", [high]
+    if operation == "GREATER_THAN_EQUALS":
+        return f"{column} >= ?", [low]
+    if operation == "LESS_THAN":
+        return f"{column} < ?", [low]
+    return f"{column} < ?", [high]  # LESS_THAN_EQUALS
+
+
+def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
+    """SQL conditions and parameters from KFP's filter JSON; 400 on anything malformed."""
+    if raw is None or raw == "":
+        return [], []
+    if isinstance(raw, str):
+        try:
+            document = json.loads(raw)
+        except ValueError as error:
+            raise bad_request(f"filter is not valid JSON: {error}") from None
+    else:
+        document = raw
+    if not isinstance(document, dict):
+        raise bad_request('filter must be a JSON object like {"predicates": [...]}')
+    unknown = set(document) - {"predicates"}
+    if unknown:
+        raise bad_request(f"filter has unknown fields: {', '.join(sorted(unknown))}")
+    predicates = document.get("predicates")
+    if predicates is None:
+        predicates = []
+    if not isinstance(predicates, list):
+        raise bad_request("filter predicates must be a list")
+    conditions: list[str] = []
+    params: list[Any] = []
+    for predicate in predicates:
+        if not isinstance(predicate, dict):
+            raise bad_request(f"filter predicate must be an object, got {predicate!r}")
+        key = predicate.get("key")
+        if not isinstance(key, str) or key not in listable.fields:
+            allowed = ", ".join(sorted(listable.fields))
+            raise bad_request(
+                f"filter key {key!r} is not a field of {listable.kind}; allowed: {allowed}"
+            )
+        column = listable.fields[key]
+        operation = _predicate_operation(predicate)
+        value_field, value = _predicate_value(predicate)
+        if operation == "IN":
+            if value_field not in ("string_values", "int_values", "long_values"):
+                raise bad_request(f"IN on {key!r} needs string_values, int_values or long_values")
+            values = value.get("values") if isinstance(value, dict) else None
+            if not isinstance(values, list):
+                raise bad_request(f'IN on {key!r} needs {{"values": [...]}}')
+            if not values:
+                conditions.append("0")
+                continue
+            scalars = [_scalar(column.kind, key, value_field, item) for item in values]
+            if column.kind == TIME:
+                ranges = [_time_clause(column.sql, "EQUALS", item) for item in scalars]
+                conditions.append("(" + " OR ".join(clause for clause, _ in ranges) + ")")
+                for _, clause_params in ranges:
+                    params.extend(clause_params)
+            else:
+                conditions.append(f"{column.sql} IN ({', '.join('?' for _ in scalars)})")
+                params.extend(scalars)
+            continue
+        if value_field in ("string_values", "int_values", "long_values"):
+            raise bad_request(f"{operation} on {key!r} needs a single value, not {value_field}")
+        scalar = _scalar(column.kind, key, value_field, value)
+        if operation == "IS_SUBSTRING":
+            if column.kind == TIME:
+                raise bad_request(f"IS_SUBSTRING is not supported on {key!r}")
+            conditions.append(f"{column.sql} LIKE ? ESCAPE '\\'")
+            params.append(f"%{_escape_like(scalar)}%")
+        elif column.kind == TIME:
+            clause, clause_params = _time_clause(column.sql, operation, scalar)
+            conditions.append(clause)
+            params.extend(clause_params)
+        else:
+            conditions.append(f"{column.sql} {_COMPARISON_SQL[operation]} ?")
+            params.append(scalar)
+    return conditions, params
+
+
+def encode_token(payload: dict[str, Any]) -> str:
+    """An opaque page token (URL-safe base64 of JSON)."""
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, kind: str) -> dict[str, Any]:
+    """The payload of a token made by encode_token for this kind of list; 400 otherwise."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeError):
+        raise bad_request(f"Invalid page token {token[:64]!r}") from None
+    if not isinstance(payload, dict) or payload.get("kind") != kind:
+        raise bad_request(f"Invalid page token {token[:64]!r}: not a token of a {kind} list")
+    after = payload.get("after")
+    if not (isinstance(after, list) and len(after) == 2 and isinstance(after[1], str)):
+        raise bad_request(f"Invalid page token {token[:64]!r}")
+    return payload
+
+
+def build_query(
+    listable: Listable,
+    *,
+    page_size: str | int | None,
+    page_token: str | None,
+    sort_by: str | None,
+    filter_json: Any,
+    scope: dict[str, str] | None = None,
+) -> ListQuery:
+    """A ListQuery from the request's list arguments; a page token carries sort and filter."""
+    size = parse_page_size(page_size)
+    scope = {key: value for key, value in (scope or {}).items() if value}
+    if page_token:
+        payload = decode_token(page_token, listable.kind)
+        sort_field = payload.get("sort")
+        if sort_field not in listable.fields:
+            raise bad_request(f"Invalid page token {page_token[:64]!r}")
+        filter_json = payload.get("filter")
+        scope = payload.get("scope") or {}
+        if not isinstance(scope, dict) or not all(isinstance(v, str) for v in scope.values()):
+            raise bad_request(f"Invalid page token {page_token[:64]!r}")
+        query = ListQuery(listable, size, sort_field, bool(payload.get("desc")), filter_json)
+        query.after = (payload["after"][0], payload["after"][1])
+    else:
+        sort_field, desc = parse_sort(listable, sort_by)
+        query = ListQuery(listable, size, sort_field, desc, filter_json)
+    conditions, params = parse_filter(listable, query.filter_json)
+    for key, value in scope.items():
+        conditions.append(f"{listable.fields[key].sql} = ?")
+        params.append(value)
+    query.conditions, query.params, query.scope = conditions, params, scope
+    return query
+
+
+def select_sql(query: ListQuery, columns: str) -> tuple[str, list[Any], str, list[Any]]:
+    """(page SQL, its params, count SQL, its params) for the query."""
+    listable = query.listable
+    sort_sql = listable.fields[query.sort_field].sql
+    where = list(query.conditions)
+    params = list(query.params)
+    count_where = " AND ".join(where) if where else "1"
+    if query.after is not None:
+        where.append(f"({sort_sql}, {listable.key}) {'<=' if query.desc else '>='} (?, ?)")
+        params.extend(query.after)
+    order = "DESC" if query.desc else "ASC"
+    sql = (
+        f"SELECT {columns} FROM {listable.table} WHERE {' AND '.join(where) if where else '1'} "
+        f"ORDER BY {sort_sql} {order}, {listable.key} {order} LIMIT ?"
+    )
+    params.append(query.page_size + 1)
+    count_sql = f"SELECT COUNT(*) FROM {listable.table} WHERE {count_where}"
+    return sql, params, count_sql, list(query.params)
+
+
+def next_token(query: ListQuery, row: dict[str, Any]) -> str:
+    """The token of the page starting at row (the first row past this page)."""
+    column = query.listable.fields[query.sort_field].sql
+    return encode_token(
+        {
+            "kind": query.listable.kind,
+            "sort": query.sort_field,
+            "desc": query.desc,
+            "filter": query.filter_json if query.filter_json not in ("", None) else None,
+            "scope": query.scope,
+            "after": [row[column], row[query.listable.key]],
+        }
+    )

@@ -1,0 +1,77 @@
+"""The recurring-run scheduler: a thread that starts runs when enabled triggers come due."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from kfadapter.localkfp.apierrors import ApiError
+from kfadapter.localkfp.service import KfpService
+from kfadapter.localkfp.timefmt import now_us
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Every `interval` seconds, start the runs that enabled recurring runs owe.
+
+    A run is due at each trigger time after the previous one (or after creation).
+    With catch-up, missed times are started one after the other; with no_catchup only
+    the latest missed time is. No more than max_concurrency runs of one recurring run
+    are active at once: a due time waits until a slot is free.
+    """
+
+    def __init__(self, service: KfpService, interval: float = 1.0) -> None:
+        self.service = service
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kfp-scheduler", daemon=True)
+
+    def start(self) -> Scheduler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # one bad tick must not end scheduling
+                log.exception("recurring-run scheduler tick failed")
+
+    def tick(self, now: int | None = None) -> list[str]:
+        """Start every run that is due now; the ids of the runs started."""
+        now = now if now is not None else now_us()
+        started: list[str] = []
+        for row in self.service.store.enabled_recurring_runs():
+            try:
+                started.extend(self._fire_due(row, now))
+            except ApiError as error:
+                log.warning("recurring run %s: %s", row["id"], error.message)
+        return started
+
+    def _fire_due(self, row: dict, now: int) -> list[str]:
+        trigger = self.service.trigger_of(row)
+        started: list[str] = []
+        free = row["max_concurrency"] - self.service.store.active_runs_of(row["id"])
+        last = row["last_fire_at"] or row["created_at"]
+        while free > 0:
+            if row["no_catchup"]:
+                due = trigger.latest_due(last, now)
+            else:
+                due = trigger.next_after(last)
+                if due is not None and due > now:
+                    due = None
+            if due is None:
+                break
+            run_id = self.service.fire_recurring_run(row, due)
+            row = {**row, "last_fire_at": due, "fire_count": row["fire_count"] + 1}
+            last = due
+            if run_id is not None:
+                started.append(run_id)
+            free -= 1
+        return started

@@ -1,0 +1,214 @@
+"""The embedded KFP server: store, executor, scheduler and HTTP app, started and stopped as one."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from kfadapter.localkfp.app import create_app
+from kfadapter.localkfp.auth import AuthConfig
+from kfadapter.localkfp.scheduler import Scheduler
+from kfadapter.localkfp.service import KfpService
+from kfadapter.localkfp.store import Store
+from kfadapter.serving import ServerThread
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = "./kfadapter-data/local-kfp"
+
+
+def _make_executor(data_dir: Path, max_concurrent_runs: int, on_update: Any) -> Any:
+    """The run executor (kfp.local in a child process per run)."""
+    from kfadapter.localkfp.executor import RunExecutor
+
+    return RunExecutor(data_dir, max_concurrent_runs, on_update)
+
+
+class DataDirInUse(OSError):
+    """Another local KFP server already serves this data dir."""
+
+
+def _lock_data_dir(data_dir: Path) -> IO[bytes]:
+    """An exclusive lock on DATA_DIR/.lock, held while the server runs."""
+    handle = open(data_dir / ".lock", "wb")  # noqa: SIM115 (held open until stop)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DataDirInUse(
+            f"the data dir {data_dir} is in use by another local KFP server"
+        ) from None
+    return handle
+
+
+class LocalKfpServer:
+    """A KFP 2.17-compatible API server on host:port, backed by SQLite under data_dir.
+
+    executor_factory(data_dir, max_concurrent_runs, on_update) replaces the real
+    RunExecutor (tests use it to hold runs in a given state without executing them).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        host: str = "127.0.0.1",
+        port: int = 8888,
+        max_concurrent_runs: int = 2,
+        auth_token: str | None = None,
+        dex_user: str | None = None,
+        dex_password: str | None = None,
+        scheduler_interval: float = 1.0,
+        *,
+        executor_factory: Callable[[Path, int, Callable[[Any], None]], Any] | None = None,
+    ) -> None:
+        if max_concurrent_runs < 1:
+            raise ValueError("max_concurrent_runs must be at least 1")
+        if (dex_user is None) != (dex_password is None):
+            raise ValueError("dex_user and dex_password go together")
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.max_concurrent_runs = max_concurrent_runs
+        self.auth = AuthConfig(token=auth_token, dex_user=dex_user, dex_password=dex_password)
+        self.scheduler_interval = scheduler_interval
+        self._executor_factory = executor_factory or _make_executor
+        self.store: Store | None = None
+        self.service: KfpService | None = None
+        self._executor: Any = None
+        self._scheduler: Scheduler | None = None
+        self._http: ServerThread | None = None
+        self._lock_file: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """http://host:port, with the real port when started on port 0."""
+        if self._http is None:
+            return f"http://{self.host}:{self.port}"
+        return self._http.url
+
+    def start(self) -> LocalKfpServer:
+        """Lock the data dir, bind the port, then start the executor, scheduler and HTTP server.
+
+        Raises DataDirInUse when another server uses the data dir and OSError when the
+        port cannot be bound; nothing is changed in the store in either case.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_data_dir(self.data_dir)
+        try:
+            self.store = Store(self.data_dir / "kfp.sqlite3")
+            self.service = KfpService(self.store, data_dir=self.data_dir)
+            try:
+                http = ServerThread(create_app(self.service, self.auth), self.host, self.port)
+            except SystemExit:  # werkzeug exits when it cannot bind
+                raise OSError(f"cannot listen on {self.host}:{self.port}") from None
+        except BaseException:
+            self._release()
+            raise
+        failed = self.store.fail_interrupted_runs()
+        if failed:
+            log.warning("%d run(s) left active by a previous server were marked FAILED", failed)
+        self._executor = self._executor_factory(
+            self.data_dir, self.max_concurrent_runs, self.service.apply_run_update
+        )
+        self.service.attach_executor(self._executor)
+        self._scheduler = Scheduler(self.service, interval=self.scheduler_interval).start()
+        self._http = http.start()
+        log.info("local KFP server listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, stop the scheduler, kill active runs, close the store."""
+        if self._http is not None:
+            self._http.stop()
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        if self._executor is not None:
+            self._executor.shutdown()
+        self._http = None
+        self._scheduler = None
+        self._executor = None
+        self._release()
+
+    def _release(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing drops the flock
+            self._lock_file = None
+
+    def __enter__(self) -> LocalKfpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `kfadapter local-kfp` command line."""
+    parser = argparse.ArgumentParser(
+        prog="kfadapter local-kfp",
+        description="Serve the Kubeflow Pipelines v2beta1 REST API locally; runs use kfp.local.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8888, help="port (0 picks a free one)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where state and logs go")
+    parser.add_argument("--max-concurrent-runs", type=int, default=2, help="runs at once")
+    parser.add_argument("--auth-token", default=None, help="require Authorization: Bearer TOKEN")
+    parser.add_argument("--dex-user", default=None, help="emulate a Dex login with this user")
+    parser.add_argument("--dex-password", default=None, help="the Dex user's password")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until SIGINT/SIGTERM; print its URL first."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_concurrent_runs < 1:
+        parser.error("--max-concurrent-runs must be at least 1")
+    if (args.dex_user is None) != (args.dex_password is None):
+        parser.error("--dex-user and --dex-password go together")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    server = LocalKfpServer(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        max_concurrent_runs=args.max_concurrent_runs,
+        auth_token=args.auth_token,
+        dex_user=args.dex_user,
+        dex_password=args.dex_password,
+    )
+    stopping = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            server.start()
+        except DataDirInUse as error:
+            print(f"cannot start: {error}", file=sys.stderr)
+            return 1
+        except OSError as error:
+            print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+            return 1
+        try:
+            print(f"local KFP server: {server.url}", flush=True)
+            print(f"  KFP API: {server.url}/apis/v2beta1/healthz", flush=True)
+            print(f"  data dir: {Path(args.data_dir).resolve()}", flush=True)
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            server.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,332 @@
+"""Fixtures and helpers for the adapter's tests: real servers on free loopback ports.
+
+- `ScriptedKfp`: a raw-socket HTTP server whose answers a test scripts (status codes,
+  slow answers, dropped connections) to show the adapter's fault handling.
+- `RecordingProxy`: forwards every request to the embedded KFP server and records it, so
+  tests can count the adapter's KFP calls and see the headers it sends.
+- `adapter` / `tracked_adapter`: the adapter served over HTTP against the embedded KFP
+  server (through a RecordingProxy); `uploaded` the test pipelines uploaded the TM's way.
+
+Import the fixtures in a test module with `from tests.adapter_fixtures import *`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.wrappers import Request, Response
+
+from kfadapter.app import create_app
+from kfadapter.serving import ServerThread
+from kfadapter.settings import Settings
+
+__all__ = [
+    "Adapter",
+    "RecordingProxy",
+    "Answer",
+    "ScriptedKfp",
+    "Seen",
+    "adapter",
+    "free_port",
+    "kfp_proxy",
+    "tm_upload",
+    "tracked_adapter",
+    "unique",
+    "uploaded",
+    "wait_for_state",
+]
+
+FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound and released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------------- scripted KFP
+
+
+@dataclass
+class Answer:
+    """What ScriptedKfp does with one request."""
+
+    status: int = 200
+    body: Any = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+
+@dataclass
+class Seen:
+    """One request ScriptedKfp received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+class ScriptedKfp:
+    """An HTTP server on a free port answering each request as `script(seen)` says."""
+
+    def __init__(self, script: Callable[[Seen], Answer]) -> None:
+        self.script = script
+        self.requests: list[Seen] = []
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.2)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> ScriptedKfp:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(connection,), daemon=True).start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            length = int(headers.get("Content-Length", "0") or 0)
+            while len(rest) < length:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            seen = Seen(method, path, headers, rest)
+            self.requests.append(seen)
+            answer = self.script(seen)
+            if answer.delay:
+                time.sleep(answer.delay)
+            if answer.drop:
+                return
+            body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body)
+            body = body.encode() if isinstance(body, str) else body
+            reason = "OK" if answer.status < 400 else "Error"
+            header_lines = {"Content-Type": "application/json", **answer.headers}
+            response = f"HTTP/1.1 {answer.status} {reason}\r\n"
+            for key, value in header_lines.items():
+                response += f"{key}: {value}\r\n"
+            response += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            with contextlib.suppress(OSError):  # the client may have given up
+                connection.sendall(response.encode("latin-1") + body)
+
+
+# ---------------------------------------------------------------------- recording proxy
+
+
+class RecordingProxy:
+    """Forwards every request to `target` and records (method, path, headers)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.calls: list[Seen] = []
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+        self._server = ServerThread(self._app)
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def start(self) -> RecordingProxy:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def count(self, method: str, path_part: str, since: int = 0) -> int:
+        """How many calls since mark `since` had this method and path fragment."""
+        with self._lock:
+            calls = self.calls[since:]
+        return sum(1 for c in calls if c.method == method and path_part in c.path)
+
+    def mark(self) -> int:
+        """A position in the call record, for `count(..., since=mark)`."""
+        with self._lock:
+            return len(self.calls)
+
+    def since(self, mark: int) -> list[Seen]:
+        with self._lock:
+            return list(self.calls[mark:])
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        with self._lock:
+            self.calls.append(Seen(request.method, request.full_path, dict(request.headers)))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
+        upstream = self._session.request(
+            request.method,
+            self.target + request.full_path.rstrip("?"),
+            headers=headers,
+            data=request.get_data(),
+            allow_redirects=False,
+            timeout=60,
+        )
+        excluded = {"content-encoding", "transfer-encoding", "connection", "content-length"}
+        response = Response(
+            upstream.content,
+            status=upstream.status_code,
+            headers=[(k, v) for k, v in upstream.headers.items() if k.lower() not in excluded],
+        )
+        return response(environ, start_response)
+
+
+# ---------------------------------------------------------------------- the adapter
+
+
+@dataclass
+class Adapter:
+    """The adapter served over HTTP."""
+
+    url: str
+    app: Any
+    settings: Settings
+    proxy: RecordingProxy
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + path, timeout=60, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.delete(self.url + path, timeout=60, **kwargs)
+
+    @property
+    def tracker(self) -> Any:
+        return self.app.extensions["kfadapter"].tracker
+
+
+@pytest.fixture(scope="session")
+def kfp_proxy(local_kfp) -> Iterator[RecordingProxy]:
+    """A RecordingProxy in front of the session's embedded KFP server."""
+    proxy = RecordingProxy(local_kfp.url).start()
+    yield proxy
+    proxy.stop()
+
+
+def _serve_adapter(settings: Settings, proxy: RecordingProxy) -> tuple[Adapter, ServerThread]:
+    app = create_app(settings)
+    server = ServerThread(app).start()
+    return Adapter(server.url, app, settings, proxy), server
+
+
+@pytest.fixture(scope="session")
+def adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
+    """The adapter (tracking off) over real HTTP, talking to the embedded KFP via the proxy."""
+    settings = Settings(
+        kfp_endpoint=kfp_proxy.url + "/pipeline",
+        data_dir=tmp_path_factory.mktemp("adapter"),
+        tracking_enabled=False,
+        kfp_timeout=30.0,
+        max_upload_bytes=256 * 1024,
+    )
+    served, server = _serve_adapter(settings, kfp_proxy)
+    yield served
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tracked_adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
+    """The adapter with run tracking on (notifications go to a port nobody listens on)."""
+    settings = Settings(
+        kfp_endpoint=kfp_proxy.url + "/pipeline",
+        data_dir=tmp_path_factory.mktemp("tracked-adapter"),
+        tracking_enabled=True,
+        poll_interval=0.2,
+        trainingmgr_host="127.0.0.1",
+        trainingmgr_port=free_port(),
+        notify_timeout=0.5,
+        kfp_timeout=30.0,
+    )
+    served, server = _serve_adapter(settings, kfp_proxy)
+    yield served
+    server.stop()
+    if served.tracker is not None:
+        served.tracker.stop()
+
+
+def tm_upload(adapter: Adapter, name: str, path: Path, description: str = "") -> requests.Response:
+    """Upload exactly as the TM does: multipart part `file` with the filename `file`."""
+    with open(path, "rb") as handle:
+        return adapter.post(
+            f"/pipelineIds/{name}",
+            files={"file": ("file", handle)},
+            data={"description": description},
+        )
+
+
+@pytest.fixture(scope="session")
+def uploaded(adapter, compiled) -> dict[str, str]:
+    """Every test pipeline uploaded through the adapter under a unique name: key -> name."""
+    names = {}
+    for key, path in compiled.items():
+        name = unique(key.replace("_", "-"))
+        answer = tm_upload(adapter, name, path, description=f"{key} for tests")
+        assert answer.status_code == 200, answer.text
+        names[key] = name
+    return names
+
+
+def wait_for_state(
+    adapter: Adapter, run_id: str, states: set[str] = FINAL_STATES, timeout: float = 120
+) -> dict[str, Any]:
+    """Poll GET /runs/<id> until the run is in one of `states`; the run's JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = adapter.get(f"/runs/{run_id}").json()
+        if run.get("state") in states:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {run.get('state')} after {timeout} s")
+        time.sleep(0.2)

@@ -1,0 +1,219 @@
+"""Access control (bearer token, Dex login), persistence across restarts, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import kfp_server_api
+import pytest
+import requests
+
+from kfadapter.localkfp.store import RESTART_ERROR, Store, dumps
+from kfadapter.localkfp.timefmt import now_us
+from tests.localkfp.conftest import HeldExecutor, client_for
+
+SPEC = {
+    "pipelineInfo": {"name": "tiny"},
+    "root": {"dag": {"tasks": {}}},
+    "schemaVersion": "2.1.0",
+    "sdkVersion": "kfp-2.17.0",
+}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bearer_token_is_required(make_server) -> None:
+    server = make_server(auth_token="s3cret", executor_factory=HeldExecutor)
+    for prefix in ("", "/pipeline"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = requests.get(f"{server.url}{prefix}/apis/v2beta1/pipelines", headers=headers)
+            assert response.status_code == 401
+            assert response.json()["code"] == 16
+    assert requests.get(f"{server.url}/apis/v2beta1/healthz").status_code == 200  # stays open
+    with pytest.raises(kfp_server_api.ApiException) as error:
+        client_for(server).list_pipelines()
+    assert error.value.status == 401
+
+    client = client_for(server, existing_token="s3cret")
+    assert client.get_kfp_healthz().multi_user is False
+    assert client.list_experiments().experiments[0].display_name == "Default"
+
+
+def test_dex_login_flow_sets_the_session_cookie(make_server) -> None:
+    server = make_server(dex_user="user@example.com", dex_password="12341234")
+    api = f"{server.url}/pipeline/apis/v2beta1/experiments"
+
+    first = requests.get(api, allow_redirects=False)
+    assert first.status_code == 302 and "/dex/auth/local/login" in first.headers["Location"]
+
+    # the adapter's generic login: GET following redirects, POST to where it ended
+    session = requests.Session()
+    form = session.get(api)
+    assert (
+        form.status_code == 200 and 'name="login"' in form.text and 'name="password"' in form.text
+    )
+    wrong = session.post(form.url, data={"login": "user@example.com", "password": "nope"})
+    assert wrong.status_code == 401 and 'name="password"' in wrong.text
+    assert "authservice_session" not in session.cookies
+
+    done = session.post(form.url, data={"login": "user@example.com", "password": "12341234"})
+    assert done.status_code == 200 and done.json()["experiments"][0]["display_name"] == "Default"
+    assert done.history[0].status_code == 303
+    cookie = session.cookies["authservice_session"]
+
+    client = client_for(server, "/pipeline", cookies=f"authservice_session={cookie}")
+    assert client.get_experiment(experiment_name="Default").display_name == "Default"
+    client.create_experiment("visible only when logged in")
+    assert client.list_experiments().total_size == 2
+    # Without the cookie kfp.Client's HTTP library follows the redirect to the login page,
+    # whose HTML it cannot read: it sees nothing (as against a real Kubeflow behind Dex).
+    anonymous = client_for(server, "/pipeline").list_experiments()
+    assert anonymous.experiments is None and anonymous.total_size is None
+    forged = requests.get(api, cookies={"authservice_session": "forged"}, allow_redirects=False)
+    assert forged.status_code == 302
+
+    escape = requests.post(
+        f"{server.url}/dex/auth/local/login?back=https://evil.example/",
+        data={"login": "user@example.com", "password": "12341234"},
+        allow_redirects=False,
+    )
+    assert escape.status_code == 303 and escape.headers["Location"] in ("/", f"{server.url}/")
+
+
+def test_state_survives_a_restart_and_active_runs_are_failed(make_server, tmp_path) -> None:
+    first = make_server(tmp_path, executor_factory=HeldExecutor)
+    client = client_for(first)
+    pipeline = requests.post(
+        f"{first.url}/apis/v2beta1/pipelines/create",
+        json={
+            "pipeline": {"display_name": "kept"},
+            "pipeline_version": {"display_name": "v1", "pipeline_spec": SPEC},
+        },
+    ).json()
+    experiment = client.create_experiment("kept-experiment")
+    running = requests.post(
+        f"{first.url}/apis/v2beta1/runs",
+        json={
+            "display_name": "in flight",
+            "pipeline_spec": SPEC,
+            "experiment_id": experiment.experiment_id,
+        },
+    ).json()
+    finished = requests.post(
+        f"{first.url}/apis/v2beta1/runs",
+        json={"display_name": "done", "pipeline_spec": SPEC},
+    ).json()
+    first._executor.finish(finished["run_id"], "SUCCEEDED")
+    first.stop()
+
+    second = make_server(tmp_path, executor_factory=HeldExecutor)
+    client = client_for(second)
+    assert client.get_pipeline(pipeline["pipeline_id"]).display_name == "kept"
+    assert client.get_experiment(experiment_name="kept-experiment").experiment_id == (
+        experiment.experiment_id
+    )
+    interrupted = client.get_run(running["run_id"])
+    assert interrupted.state == "FAILED" and "restart" in interrupted.error.message
+    assert client.get_run(finished["run_id"]).state == "SUCCEEDED"
+    assert (
+        len(
+            client.list_experiments(
+                filter='{"predicates":[{"key":"name","operation":"EQUALS","string_value":"Default"}]}'
+            ).experiments
+        )
+        == 1
+    )
+
+
+def test_fail_interrupted_runs_marks_running_tasks(tmp_path) -> None:
+    store = Store(tmp_path / "kfp.sqlite3")
+    experiment = store.ensure_default_experiment()
+    with store.write() as conn:
+        store.insert(
+            conn,
+            "runs",
+            {
+                "id": "r1",
+                "experiment_id": experiment["id"],
+                "display_name": "r",
+                "created_at": now_us(),
+                "state": "RUNNING",
+                "task_details": dumps([{"task_id": "t", "state": "RUNNING"}]),
+                "state_history": dumps([]),
+            },
+        )
+    assert store.fail_interrupted_runs() == 1
+    row = store.get("runs", "r1")
+    assert row["state"] == "FAILED" and RESTART_ERROR in row["error"]
+    assert '"FAILED"' in row["task_details"] and row["finished_at"] > 0
+    assert store.fail_interrupted_runs() == 0
+    store.close()
+
+
+def test_cli_prints_the_url_and_stops_on_sigterm(tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from kfadapter.localkfp.server import main; raise SystemExit(main())",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("local KFP server: http://127.0.0.1:"), line
+        url = line.split(": ", 1)[1].strip()
+        assert not url.endswith(":0")
+        assert requests.get(f"{url}/apis/v2beta1/healthz", timeout=5).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (tmp_path / "data" / "kfp.sqlite3").exists()
+
+
+def test_cli_rejects_bad_options() -> None:
+    from kfadapter.localkfp.server import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--max-concurrent-runs", "0"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["--dex-user", "only-user"])
+    started = time.monotonic()
+    with pytest.raises(SystemExit):
+        main(["--port", "not-a-port"])
+    assert time.monotonic() - started < 5
+
+
+def test_one_server_per_data_dir_and_a_busy_port_changes_nothing(make_server, tmp_path) -> None:
+    from kfadapter.localkfp.server import DataDirInUse, LocalKfpServer
+
+    first = make_server(tmp_path / "one", executor_factory=HeldExecutor)
+    run = requests.post(
+        f"{first.url}/apis/v2beta1/runs", json={"display_name": "active", "pipeline_spec": SPEC}
+    ).json()
+    with pytest.raises(DataDirInUse):
+        LocalKfpServer(tmp_path / "one", port=0, executor_factory=HeldExecutor).start()
+    busy = LocalKfpServer(tmp_path / "two", port=first._http.port, executor_factory=HeldExecutor)
+    with pytest.raises(OSError):
+        busy.start()
+    assert requests.get(f"{first.url}/apis/v2beta1/runs/{run['run_id']}").json()["state"] == (
+        "PENDING"
+    )
+    again = make_server(tmp_path / "two", executor_factory=HeldExecutor)  # the lock was freed
+    assert requests.get(f"{again.url}/apis/v2beta1/healthz").status_code == 200

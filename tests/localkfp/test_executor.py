@@ -1,0 +1,324 @@
+"""RunExecutor with real kfp.local execution: states, task details, logs, limits, kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kfadapter.localkfp.executor import FINAL_STATES, RunExecutor, RunUpdate
+
+DEADLINE_SECONDS = 60.0
+
+
+class Updates:
+    """Collects the executor's updates and waits for conditions on them."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.all: list[RunUpdate] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, update: RunUpdate) -> None:
+        with self._condition:
+            self.all.append(update)
+            self.threads.add(threading.current_thread().name)
+            self._condition.notify_all()
+
+    def of(self, run_id: str) -> list[RunUpdate]:
+        with self._condition:
+            return [update for update in self.all if update.run_id == run_id]
+
+    def wait_for(self, run_id: str, accept: Callable[[RunUpdate], bool], what: str) -> RunUpdate:
+        """The first update of the run that `accept`s, waiting up to the deadline."""
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        with self._condition:
+            while True:
+                for update in self.all:
+                    if update.run_id == run_id and accept(update):
+                        return update
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    states = [update.state for update in self.all if update.run_id == run_id]
+                    raise AssertionError(f"run {run_id}: no {what} update; got {states}")
+                self._condition.wait(remaining)
+
+    def final(self, run_id: str) -> RunUpdate:
+        return self.wait_for(run_id, lambda update: update.state in FINAL_STATES, "final")
+
+
+def spec_of(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def tasks_by_name(update: RunUpdate) -> dict[str, dict]:
+    return {task["display_name"]: task for task in update.task_details}
+
+
+def worker_pid(run_id: str) -> int:
+    """The run's worker process, found from outside as an operator would (its command line)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"kfadapter.localkfp.worker" in command and any(
+                part.endswith(f"/runs/{run_id}".encode()) for part in command
+            ):
+                return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no worker process for run {run_id}")
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_group_gone(pgid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while group_exists(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not group_exists(pgid)
+
+
+def wait_component_running(executor: RunExecutor, run_id: str, node_id: str) -> None:
+    """Wait until the component's own code has started (its log says so)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        path = executor.log_path(run_id, node_id)
+        if path is not None and "Got executor_input" in path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the component {node_id} of run {run_id} did not start")
+
+
+@pytest.fixture
+def updates() -> Updates:
+    return Updates()
+
+
+@pytest.fixture
+def make_executor(tmp_path, updates) -> Iterator[Callable[[int], RunExecutor]]:
+    """Executors on a fresh data dir, shut down after the test."""
+    executors: list[RunExecutor] = []
+
+    def make(max_concurrent_runs: int) -> RunExecutor:
+        executor = RunExecutor(tmp_path / "data", max_concurrent_runs, updates)
+        executors.append(executor)
+        return executor
+
+    yield make
+    for executor in executors:
+        executor.shutdown()
+
+
+def test_runs_succeed_and_fail_with_real_task_details_and_logs(compiled, make_executor, updates):
+    """Three real runs at once: data flows through add/subtract/multiply, failures say why."""
+    executor = make_executor(3)
+    spec = spec_of(compiled["add_subtract_multiply"])
+    before = datetime.now().astimezone()
+    executor.submit("good", spec, {"a": 5, "b": 3, "expected": 16})  # JSON ints for floats
+    executor.submit("wrong-expected", spec, {"a": 5.0, "b": 3.0, "expected": 17.0})
+    executor.submit("fails", spec_of(compiled["always_fails"]), {"reason": "boom 42"})
+
+    good = updates.final("good")
+    assert good.state == "SUCCEEDED", good.error
+    assert good.error is None
+    assert before.replace(microsecond=0) <= good.started_at <= good.finished_at
+    tasks = tasks_by_name(good)
+    assert set(tasks) == {"add", "subtract", "multiply", "check-equals"}
+    for task in tasks.values():
+        assert task["state"] == "SUCCEEDED"
+        assert task["run_id"] == "good"
+        assert task["task_id"] and task["pod_name"]
+        assert task["create_time"] <= task["start_time"] <= task["end_time"]
+        assert task["start_time"].endswith("Z")
+        assert [s["state"] for s in task["state_history"]] == ["RUNNING", "SUCCEEDED"]
+    # multiply ran after its inputs, the checker after multiply
+    assert tasks["multiply"]["start_time"] >= tasks["add"]["end_time"]
+    assert tasks["check-equals"]["start_time"] >= tasks["multiply"]["end_time"]
+    children = {child["pod_name"] for child in tasks["add"]["child_tasks"]}
+    assert children == {tasks["multiply"]["pod_name"]}
+    # progress was reported while running, one task at a time
+    progress = [u for u in updates.of("good") if u.state == "RUNNING" and u.task_details]
+    assert len(progress) >= 4
+    assert [u.state for u in updates.of("good")][:2] == ["PENDING", "RUNNING"]
+
+    # each task's own output is in its log, served by node id (pod_name) and by task id
+    multiply_log = executor.log_path("good", tasks["multiply"]["pod_name"])
+    assert multiply_log is not None
+    text = multiply_log.read_text()
+    assert '"a": 8.0' in text and '"b": 2.0' in text  # the values that flowed in
+    assert "component `multiply`" in text and "component `add`" not in text
+    assert executor.log_path("good", tasks["add"]["task_id"]) == executor.log_path("good", "add")
+
+    wrong = updates.final("wrong-expected")
+    assert wrong.state == "FAILED"
+    assert "expected 17.0, got 16.0" in wrong.error
+    assert "check-equals" in wrong.error
+    checker = tasks_by_name(wrong)["check-equals"]
+    assert checker["state"] == "FAILED"
+    assert "ValueError: expected 17.0, got 16.0" in checker["error"]["message"]
+    assert "Traceback" in executor.log_path("wrong-expected", "check-equals").read_text()
+
+    fails = updates.final("fails")
+    assert fails.state == "FAILED"
+    assert "RuntimeError: boom 42" in fails.error
+    assert [t["state"] for t in fails.task_details] == ["FAILED"]
+    assert fails.finished_at is not None
+
+    assert all(name.startswith("kfp-run-updates") for name in updates.threads)
+
+
+def test_terminate_kills_the_process_group_and_cancels(compiled, make_executor, updates):
+    executor = make_executor(2)
+    executor.submit("long", spec_of(compiled["sleeps"]), {"seconds": 600})
+    wait_component_running(executor, "long", "sleep-for")
+    pgid = os.getpgid(worker_pid("long"))
+    assert group_exists(pgid)
+
+    assert executor.terminate("long") is True
+    final = updates.final("long")
+    assert final.state == "CANCELED"
+    assert final.finished_at is not None
+    task = final.task_details[0]
+    assert task["state"] == "CANCELED" and task["end_time"]
+    assert "CANCELING" in [u.state for u in updates.of("long")]
+    assert wait_group_gone(pgid), "processes of the terminated run are still alive"
+    assert executor.terminate("long") is False
+    assert executor.terminate("never-submitted") is False
+
+
+def test_terminate_also_kills_components_that_ignore_sigterm(compiled, make_executor, updates):
+    spec = spec_of(compiled["sleeps"])
+    command = spec["deploymentSpec"]["executors"]["exec-sleep-for"]["container"]["command"]
+    command[2] = "trap '' TERM\n" + command[2]  # the component (and its python) ignore SIGTERM
+    executor = make_executor(1)
+    executor.submit("stubborn", spec, {"seconds": 600})
+    wait_component_running(executor, "stubborn", "sleep-for")
+    pgid = os.getpgid(worker_pid("stubborn"))
+
+    assert executor.terminate("stubborn") is True
+    assert updates.final("stubborn").state == "CANCELED"
+    assert wait_group_gone(pgid), "a component that ignores SIGTERM survived terminate"
+
+
+def test_runs_beyond_the_limit_wait_pending_in_order(compiled, make_executor, updates):
+    executor = make_executor(1)
+    sleeps = spec_of(compiled["sleeps"])
+    executor.submit("first", sleeps, {"seconds": 1.0})
+    executor.submit("second", spec_of(compiled["always_fails"]), {})
+    executor.submit("third", sleeps, {"seconds": 600})
+    executor.submit("cancelled-while-queued", sleeps, {"seconds": 600})
+    assert executor.terminate("cancelled-while-queued") is True
+
+    first_final = updates.final("first")
+    assert first_final.state == "SUCCEEDED"
+    second_started = updates.wait_for("second", lambda u: u.state == "RUNNING", "RUNNING")
+    second_final = updates.final("second")
+    assert second_final.state == "FAILED"
+    third_started = updates.wait_for("third", lambda u: u.state == "RUNNING", "RUNNING")
+    # each left PENDING only after the one before had ended, in submission order
+    order = updates.all.index
+    assert order(first_final) < order(second_started) < order(second_final) < order(third_started)
+    assert second_started.started_at >= first_final.finished_at
+    assert third_started.started_at >= second_final.finished_at
+
+    queued = updates.of("cancelled-while-queued")
+    assert [u.state for u in queued] == ["PENDING", "CANCELED"]
+    assert queued[-1].started_at is None and queued[-1].task_details == []
+    assert executor.log_path("cancelled-while-queued", "sleep-for") is None
+
+
+def test_a_worker_killed_from_outside_fails_the_run(compiled, make_executor, updates):
+    executor = make_executor(2)
+    executor.submit("victim", spec_of(compiled["sleeps"]), {"seconds": 600})
+    wait_component_running(executor, "victim", "sleep-for")
+    pid = worker_pid("victim")
+    os.kill(pid, signal.SIGKILL)
+
+    final = updates.final("victim")
+    assert final.state == "FAILED"
+    assert "killed by SIGKILL" in final.error
+    task = final.task_details[0]
+    assert task["state"] == "FAILED" and "SIGKILL" in task["error"]["message"]
+    assert wait_group_gone(pid), "the component of the killed worker was left running"
+
+
+def test_bad_parameters_fail_the_run_with_the_reason(compiled, make_executor, updates):
+    executor = make_executor(1)
+    executor.submit("missing", spec_of(compiled["qoe_training"]), {"featurepath": "x"})
+    final = updates.final("missing")
+    assert final.state == "FAILED"
+    assert "epochs" in final.error
+    assert final.task_details == []
+
+
+def test_shutdown_ends_active_and_queued_runs(compiled, make_executor, updates):
+    executor = make_executor(1)
+    executor.submit("active", spec_of(compiled["sleeps"]), {"seconds": 600})
+    executor.submit("queued", spec_of(compiled["sleeps"]), {"seconds": 600})
+    updates.wait_for("active", lambda u: bool(u.task_details), "task started")
+    pgid = os.getpgid(worker_pid("active"))
+
+    executor.shutdown()
+    active, queued = updates.final("active"), updates.final("queued")
+    assert active.state == "FAILED" and "server stopped" in active.error
+    assert queued.state == "FAILED" and queued.started_at is None
+    assert wait_group_gone(pgid)
+    with pytest.raises(RuntimeError):
+        executor.submit("late", spec_of(compiled["sleeps"]), {})
+
+
+def test_submit_and_log_path_reject_bad_ids(compiled, make_executor):
+    executor = make_executor(1)
+    with pytest.raises(ValueError, match="run id"):
+        executor.submit("../escape", spec_of(compiled["sleeps"]), {})
+    assert executor.log_path("../escape", "x") is None
+    assert executor.log_path("unknown-run", "../../etc/passwd") is None
+    assert executor.log_path("unknown-run", "add") is None
+    with pytest.raises(ValueError):
+        RunExecutor(Path("/nonexistent"), 0, lambda update: None)
+
+
+def test_sample_is_the_compiled_add_subtract_multiply(compiled):
+    import kfadapter
+
+    sample = Path(kfadapter.__file__).parent / "samples" / "add_subtract_multiply.yaml"
+    assert yaml.safe_load(sample.read_text()) == spec_of(compiled["add_subtract_multiply"])
+
+
+def test_components_use_our_interpreter_without_an_activated_venv(
+    compiled, make_executor, updates, monkeypatch
+):
+    """CI runs `.venv/bin/python -m pytest` with no venv on PATH: components still find it."""
+    import sys
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    spec = spec_of(compiled["always_fails"])
+    command = spec["deploymentSpec"]["executors"]["exec-fail"]["container"]["command"]
+    # ('python"3"' is not rewritten by kfp.local, which replaces the literal word)
+    command[2] = 'echo "PIP=$(command -v pip)"; echo "PY=$(command -v python"3")"\n' + command[2]
+    executor = make_executor(1)
+    executor.submit("which", spec, {"reason": "done"})
+    assert "RuntimeError: done" in updates.final("which").error
+
+    lines = executor.log_path("which", "fail").read_text().splitlines()
+    bin_dir = os.path.dirname(sys.executable)
+    assert f"PIP={bin_dir}/pip" in lines
+    assert f"PY={bin_dir}/python3" in lines

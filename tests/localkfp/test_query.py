@@ -1,0 +1,102 @@
+"""Unit tests of list query parsing: page sizes, sorting, filters and page tokens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kfadapter.localkfp import query as q
+from kfadapter.localkfp.apierrors import ApiError
+from kfadapter.localkfp.store import PIPELINES, RUNS
+
+
+def test_page_size_follows_kfp_rules() -> None:
+    assert q.parse_page_size(None) == 20
+    assert q.parse_page_size("0") == 20
+    assert q.parse_page_size("7") == 7
+    assert q.parse_page_size("100000") == 200
+    for bad in ("-1", "ten", "1.5"):
+        with pytest.raises(ApiError) as error:
+            q.parse_page_size(bad)
+        assert error.value.status == 400
+
+
+def test_sort_by_field_and_direction() -> None:
+    assert q.parse_sort(PIPELINES, "") == ("created_at", False)
+    assert q.parse_sort(PIPELINES, "display_name desc") == ("display_name", True)
+    assert q.parse_sort(PIPELINES, "name ASC") == ("name", False)
+    for bad in ("nope", "name sideways", "name desc extra"):
+        with pytest.raises(ApiError) as error:
+            q.parse_sort(PIPELINES, bad)
+        assert error.value.status == 400
+
+
+def test_filter_accepts_camel_case_and_numeric_operations() -> None:
+    raw = json.dumps({"predicates": [{"operation": 1, "key": "display_name", "stringValue": "x"}]})
+    assert q.parse_filter(PIPELINES, raw) == (["display_name = ?"], ["x"])
+    raw = json.dumps(
+        {"predicates": [{"operation": "IN", "key": "state", "string_values": {"values": ["a"]}}]}
+    )
+    assert q.parse_filter(RUNS, raw) == (["state IN (?)"], ["A"])
+
+
+def test_timestamp_filter_is_a_whole_second_range() -> None:
+    raw = json.dumps(
+        {
+            "predicates": [
+                {
+                    "operation": "GREATER_THAN",
+                    "key": "created_at",
+                    "timestamp_value": "1970-01-01T00:00:10Z",
+                }
+            ]
+        }
+    )
+    assert q.parse_filter(PIPELINES, raw) == (["created_at >= ?"], [11_000_000])
+
+
+def test_substring_filter_escapes_like_wildcards() -> None:
+    raw = json.dumps(
+        {"predicates": [{"operation": "IS_SUBSTRING", "key": "name", "string_value": "50%_"}]}
+    )
+    conditions, params = q.parse_filter(PIPELINES, raw)
+    assert params == ["%50\\%\\_%"]
+    assert "ESCAPE" in conditions[0]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{not json",
+        "[]",
+        '{"predicates": {}}',
+        '{"predicates": [{"key": "name", "operation": "EQUALS"}]}',
+        '{"predicates": [{"key": "nope", "operation": "EQUALS", "string_value": "x"}]}',
+        '{"predicates": [{"key": "name", "operation": "SOUNDS_LIKE", "string_value": "x"}]}',
+        '{"predicates": [{"key": "name", "operation": "EQUALS", "int_value": 3}]}',
+        '{"predicates": [{"key": "name", "operation": "IN", "string_value": "x"}]}',
+        '{"predicates": [{"key": "created_at", "operation": "EQUALS", "string_value": "x"}]}',
+        '{"predicates": [{"key": "created_at", "operation": "EQUALS", "timestamp_value": "x"}]}',
+        '{"predicates": [], "extra": 1}',
+    ],
+)
+def test_malformed_filters_are_bad_requests(raw: str) -> None:
+    with pytest.raises(ApiError) as error:
+        q.parse_filter(PIPELINES, raw)
+    assert error.value.status == 400
+
+
+def test_page_token_round_trip_and_rejections() -> None:
+    query = q.build_query(
+        PIPELINES, page_size=5, page_token=None, sort_by="name desc", filter_json=None
+    )
+    token = q.next_token(query, {"name": "n", "id": "i"})
+    again = q.build_query(PIPELINES, page_size=5, page_token=token, sort_by="", filter_json=None)
+    assert (again.sort_field, again.desc, again.after) == ("name", True, ("n", "i"))
+    for bad in ("garbage!!", "eyJ4IjogMX0", token + "x"):
+        with pytest.raises(ApiError) as error:
+            q.build_query(PIPELINES, page_size=5, page_token=bad, sort_by="", filter_json=None)
+        assert error.value.status == 400
+    with pytest.raises(ApiError):
+        q.build_query(RUNS, page_size=5, page_token=token, sort_by="", filter_json=None)

@@ -1,0 +1,202 @@
+"""Runs end to end: list keyed by name, get, terminate, logs, a pipeline's runs, KFP call counts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kfadapter.app import create_app
+from kfadapter.kfconnect import PAGE_SIZE, KfConnect
+from kfadapter.localkfp.server import LocalKfpServer
+from kfadapter.serving import ServerThread
+from kfadapter.settings import Settings
+from tests.adapter_fixtures import *  # noqa: F403
+from tests.adapter_fixtures import RecordingProxy, unique, wait_for_state
+
+JSON = "application/json"
+
+
+def _start_run(adapter, pipeline: str, name: str, parameters: dict | None = None) -> str:
+    """Start a run through KfConnect (the adapter's own client) and return its id."""
+    kfp = adapter.app.extensions["kfadapter"].kfconnect
+    found = kfp.find_pipeline(pipeline)
+    version = kfp.list_versions(found["pipeline_id"])[-1]
+    experiment = kfp.find_experiment("Default")
+    run = kfp.create_run(
+        name=name,
+        experiment_id=experiment["experiment_id"],
+        pipeline_id=found["pipeline_id"],
+        version_id=version["pipeline_version_id"],
+        parameters=parameters or {},
+    )
+    return run["run_id"]
+
+
+@pytest.fixture(scope="module")
+def finished_runs(adapter, uploaded) -> dict[str, str]:
+    """Two runs sharing one name plus one failing run, all finished: label -> run id."""
+    name = unique("twin")
+    runs = {
+        "older": _start_run(adapter, uploaded["add_subtract_multiply"], name),
+        "newer": _start_run(
+            adapter, uploaded["add_subtract_multiply"], name, {"a": 6.0, "expected": 27.0}
+        ),
+        "failing": _start_run(adapter, uploaded["always_fails"], unique("fails")),
+    }
+    for run_id in runs.values():
+        wait_for_state(adapter, run_id)
+    return runs | {"name": name}
+
+
+def test_runs_sharing_a_name_do_not_overwrite_each_other(adapter, finished_runs, uploaded):
+    answer = adapter.get("/runs")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == JSON
+    runs = answer.json()
+    name = finished_runs["name"]
+    older, newer = finished_runs["older"], finished_runs["newer"]
+    assert runs[name]["run_id"] == older
+    assert runs[f"{name} ({newer})"]["run_id"] == newer
+    entry = runs[name]
+    assert {
+        "run_id",
+        "run_description",
+        "run_status",
+        "experiment_id",
+        "pipeline_id",
+        "pipeline_name",
+    } <= set(entry)
+    assert entry["run_status"] == "SUCCEEDED"
+    assert entry["pipeline_name"] == uploaded["add_subtract_multiply"]
+
+
+def test_get_run_has_the_older_keys_and_details(adapter, finished_runs):
+    run_id = finished_runs["newer"]
+    answer = adapter.get(f"/runs/{run_id}")
+    assert answer.headers["Content-Type"] == JSON
+    run = answer.json()
+    assert (run["run_id"], run["run_name"], run["run_status"]) == (
+        run_id,
+        finished_runs["name"],
+        "SUCCEEDED",
+    )
+    assert run["parameters"] == {"a": 6.0, "expected": 27.0}
+    assert run["created_at"] and run["finished_at"]
+    assert [s["state"] for s in run["state_history"]][-1] == "SUCCEEDED"
+    assert {t["name"] for t in run["tasks"]} >= {"add", "subtract", "multiply"}
+    assert all(t["state"] == "SUCCEEDED" for t in run["tasks"])
+    failed = adapter.get(f"/runs/{finished_runs['failing']}").json()
+    assert failed["run_status"] == "FAILED"
+    assert failed["error"]
+
+
+def test_unknown_runs_are_404(adapter):
+    for answer in (
+        adapter.get("/runs/no-such-run"),
+        adapter.delete("/runs/no-such-run"),
+        adapter.get("/runs/no-such-run/logs"),
+    ):
+        assert answer.status_code == 404
+        assert answer.json()["message"] == "run 'no-such-run' not found"
+
+
+def test_logs_of_every_task_or_one(adapter, finished_runs):
+    run_id = finished_runs["failing"]
+    tasks = adapter.get(f"/runs/{run_id}/logs").json()["tasks"]
+    assert [t["name"] for t in tasks] == ["fail"]
+    assert "this component always fails" in tasks[0]["log"]
+    one = adapter.get(f"/runs/{run_id}/logs", params={"task": "fail"}).json()["tasks"]
+    assert one == tasks
+    missing = adapter.get(f"/runs/{run_id}/logs", params={"task": "nope"})
+    assert missing.status_code == 404
+
+
+def test_terminate_a_running_run(adapter, uploaded):
+    run_id = _start_run(adapter, uploaded["sleeps"], unique("stop-me"), {"seconds": 120.0})
+    wait_for_state(adapter, run_id, {"RUNNING"})
+    answer = adapter.delete(f"/runs/{run_id}")
+    assert answer.status_code == 200
+    assert answer.json() == {"run_id": run_id, "status": "Terminated"}
+    assert wait_for_state(adapter, run_id)["state"] == "CANCELED"
+
+
+def test_runs_of_a_pipeline_newest_first_and_paged(adapter, finished_runs, uploaded):
+    name = uploaded["add_subtract_multiply"]
+    body = adapter.get(f"/pipelines/{name}/runs").json()
+    ids = [r["run_id"] for r in body["runs"]]
+    assert ids.index(finished_runs["newer"]) < ids.index(finished_runs["older"])
+    assert finished_runs["failing"] not in ids
+    run = body["runs"][ids.index(finished_runs["older"])]
+    assert run["pipeline_name"] == name
+    assert run["experiment_name"] == "Default"
+    assert run["pipeline_version_name"] == name
+    assert run["state"] == "SUCCEEDED" and run["created_at"]
+    first = adapter.get(f"/pipelines/{name}/runs", params={"page_size": 1}).json()
+    assert len(first["runs"]) == 1 and first["next_page_token"]
+    second = adapter.get(
+        f"/pipelines/{body['pipeline_id']}/runs",
+        params={"page_size": 1, "page_token": first["next_page_token"]},
+    ).json()
+    assert second["runs"][0]["run_id"] != first["runs"][0]["run_id"]
+    assert second["runs"][0]["run_id"] in ids
+    assert adapter.get(f"/pipelines/{name}/runs", params={"page_size": "x"}).status_code == 400
+
+
+def test_listing_runs_makes_no_call_per_run(adapter, finished_runs):
+    proxy = adapter.proxy
+    mark = proxy.mark()
+    runs = adapter.get("/runs").json()
+    calls = proxy.since(mark)
+    assert len(runs) >= 3
+    assert all("/runs/" not in c.path for c in calls)  # no GET /runs/<id>
+    list_calls = [c for c in calls if "/apis/v2beta1/runs?" in c.path]
+    assert len(list_calls) == math.ceil(len(runs) / PAGE_SIZE)
+
+
+@pytest.fixture(scope="module")
+def crowded_kfp(tmp_path_factory):
+    """A separate embedded KFP server where hundreds of runs wait (one executes at a time)."""
+    server = LocalKfpServer(
+        data_dir=tmp_path_factory.mktemp("crowded-kfp"), port=0, max_concurrent_runs=1
+    ).start()
+    proxy = RecordingProxy(server.url).start()
+    yield server, proxy
+    proxy.stop()
+    server.stop()
+
+
+def test_kfp_calls_grow_with_pages_not_runs(crowded_kfp, compiled, tmp_path):
+    server, proxy = crowded_kfp
+    settings = Settings(
+        kfp_endpoint=proxy.url + "/pipeline", data_dir=tmp_path, tracking_enabled=False
+    )
+    kfp = KfConnect(settings)
+    pipeline = kfp.upload_pipeline("sleeper", compiled["sleeps"].read_bytes())
+    experiment = kfp.find_experiment("Default")
+    adapter = ServerThread(create_app(settings)).start()
+    counts = {}
+    try:
+        created = 0
+        for total in (10, 450):
+            while created < total:
+                kfp.create_run(
+                    name=f"run-{created % 7}",
+                    experiment_id=experiment["experiment_id"],
+                    pipeline_id=pipeline["id"],
+                    version_id=pipeline["version_id"],
+                    parameters={"seconds": 30.0},
+                )
+                created += 1
+            mark = proxy.mark()
+            import requests
+
+            listed = requests.get(adapter.url + "/runs", timeout=60).json()
+            assert len(listed) == total  # every run, names shared by many included
+            counts[total] = proxy.count("GET", "/apis/v2beta1/runs?", since=mark)
+            assert proxy.count("GET", "/apis/v2beta1/runs/", since=mark) == 0
+            states = kfp.run_states([r["run_id"] for r in listed.values()])
+            assert len(states) == total
+    finally:
+        adapter.stop()
+    assert counts == {10: 1, 450: math.ceil(450 / PAGE_SIZE)}

@@ -1,0 +1,215 @@
+"""The `kfadapter` command: help, settings validation, `local-kfp` and `dev` as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from kfadapter.cli import main
+from tests.process_support import KFADAPTER, PYTHON, Process
+
+
+@pytest.fixture
+def clean_env(tmp_path) -> dict[str, str]:
+    """The environment without any adapter setting, data kept under tmp_path."""
+    prefixes = ("KFADAPTER_", "KFP_", "KUBEFLOW_", "KF_", "TRAININGMGR_", "PROMETHEUS_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    env["KFADAPTER_DATA_DIR"] = str(tmp_path / "adapter-data")
+    return env
+
+
+def test_help_lists_subcommands_and_is_fast():
+    result = subprocess.run(
+        [*KFADAPTER, "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    for command in ("dev", "serve", "local-kfp"):
+        assert command in result.stdout
+    probe = (
+        "import sys\nfrom kfadapter.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('kfp' in sys.modules, 'flask' in sys.modules)"
+    )
+    imported = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert imported.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_console_script_and_module_agree():
+    script = Path(PYTHON).with_name("kfadapter")
+    by_module = subprocess.run([*KFADAPTER, "serve", "--help"], capture_output=True, text=True)
+    assert by_module.returncode == 0 and "KFADAPTER_WORKERS" in by_module.stdout
+    if script.exists():  # installed with `pip install -e .`
+        by_script = subprocess.run([str(script), "serve", "--help"], capture_output=True, text=True)
+        assert by_script.stdout == by_module.stdout
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("kfadapter 0.")
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: kfadapter" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        ("KF_ADAPTER_PORT", "abc", "KF_ADAPTER_PORT must be a whole number"),
+        ("KFADAPTER_WORKERS", "0", "KFADAPTER_WORKERS must be between 1 and 64"),
+        ("KFADAPTER_LOG_FORMAT", "xml", "KFADAPTER_LOG_FORMAT must be 'text' or 'json'"),
+        ("KFADAPTER_LOG_LEVEL", "loud", "KFADAPTER_LOG_LEVEL must be one of DEBUG, INFO"),
+    ],
+)
+def test_serve_rejects_bad_settings_with_exit_code_2(
+    monkeypatch, capsys, clean_env, variable, raw, expected
+):
+    monkeypatch.setattr(os, "environ", dict(clean_env))
+    monkeypatch.setenv(variable, raw)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.startswith("kfadapter: invalid setting:")
+
+
+def test_serve_bad_setting_as_a_real_process(clean_env):
+    env = {**clean_env, "KFADAPTER_THREADS": "lots"}
+    result = subprocess.run(
+        [*KFADAPTER, "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "KFADAPTER_THREADS must be a whole number, got 'lots'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_check_reports_bind_address(monkeypatch, capsys, clean_env):
+    monkeypatch.setattr(os, "environ", {**clean_env, "KF_ADAPTER_PORT": "5123"})
+    assert main(["serve", "--check"]) == 0
+    assert "0.0.0.0:5123" in capsys.readouterr().out
+    assert main(["serve", "--check", "--bind", "127.0.0.1:7000"]) == 0
+    assert "127.0.0.1:7000" in capsys.readouterr().out
+    assert main(["serve", "--check", "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+def test_local_kfp_subcommand_serves_the_kfp_api(tmp_path, clean_env):
+    process = Process(
+        [*KFADAPTER, "local-kfp", "--port", "0", "--data-dir", str(tmp_path / "kfp")],
+        env=clean_env,
+    )
+    try:
+        line = process.wait_for_line("local KFP server: http://")
+        url = line.split("local KFP server:", 1)[1].strip()
+        health = requests.get(f"{url}/apis/v2beta1/healthz", timeout=10)
+        assert health.status_code == 200
+        assert process.terminate() == 0
+    finally:
+        process.kill()
+
+
+def test_local_kfp_help_is_its_own():
+    result = subprocess.run(
+        [*KFADAPTER, "local-kfp", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "kfadapter local-kfp" in result.stdout and "--max-concurrent-runs" in result.stdout
+
+
+@pytest.fixture
+def dev_process(tmp_path, clean_env) -> Iterator[tuple[Process, str, Path]]:
+    """`kfadapter dev` on free ports with its data dir under tmp_path."""
+    data_dir = tmp_path / "dev-data"
+    process = Process(
+        [*KFADAPTER, "dev", "--port", "0", "--kfp-port", "0", "--data-dir", str(data_dir)],
+        env=clean_env,
+        cwd=tmp_path,
+    )
+    try:
+        line = process.wait_for_line("kfadapter adapter:", timeout=120)
+        yield process, line.split("adapter:", 1)[1].strip(), data_dir
+    finally:
+        process.kill()
+
+
+def test_dev_serves_adapter_with_sample_pipeline(dev_process):
+    process, url, data_dir = dev_process
+    process.wait_for_line("Ctrl-C stops both servers")
+    text = "".join(process.output)
+    assert f"curl {url}/pipelines" in text and f"{url}/docs" in text
+    listed = requests.get(f"{url}/pipelines", timeout=30)
+    assert listed.status_code == 200
+    names = [pipeline["display_name"] for pipeline in listed.json()["pipelines"]]
+    assert names.count("add_subtract_multiply") == 1
+    assert requests.get(f"{url}/liveness", timeout=10).text == "Okay"
+
+    # The training-job call the banner suggests starts a run that succeeds.
+    suggested = re.search(r"-d '(\{.*\})'", text)
+    assert suggested is not None, text
+    started = requests.post(
+        f"{url}/trainingjobs/job1/execution", json=json.loads(suggested.group(1)), timeout=60
+    )
+    assert started.status_code == 200, started.text
+    assert started.json()["run_status"] == "scheduled"
+    run_id = started.json()["run_id"]
+    deadline = time.monotonic() + 180
+    while (state := requests.get(f"{url}/runs/{run_id}", timeout=30).json()["run_status"]) not in (
+        "SUCCEEDED",
+        "FAILED",
+        "CANCELED",
+    ):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    assert state == "SUCCEEDED"
+    assert requests.get(f"{url}/trainingjobs/job1", timeout=30).json()["run_id"] == run_id
+
+    assert process.terminate() == 0
+    assert (data_dir / "local-kfp").is_dir()
+
+
+def test_dev_restart_does_not_register_the_sample_twice(tmp_path, clean_env):
+    data_dir = tmp_path / "dev-data"
+    command = [*KFADAPTER, "dev", "--port", "0", "--kfp-port", "0", "--data-dir", str(data_dir)]
+    for _ in range(2):
+        process = Process(command, env=clean_env, cwd=tmp_path)
+        try:
+            line = process.wait_for_line("kfadapter adapter:", timeout=120)
+            url = line.split("adapter:", 1)[1].strip()
+            pipelines = requests.get(f"{url}/pipelines", timeout=30).json()["pipelines"]
+            names = [pipeline["display_name"] for pipeline in pipelines]
+            assert names.count("add_subtract_multiply") == 1
+            versions = requests.get(f"{url}/pipelines/add_subtract_multiply/versions", timeout=30)
+            assert len(versions.json()["versions_list"]) == 1
+            assert process.terminate() == 0
+        finally:
+            process.kill()
+
+
+def test_dev_with_a_busy_port_fails_with_a_message(tmp_path, clean_env):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = subprocess.run(
+            [*KFADAPTER, "dev", "--port", port, "--kfp-port", "0", "--data-dir", str(tmp_path)],
+            env=clean_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert "in use" in result.stderr and "Traceback" not in result.stderr

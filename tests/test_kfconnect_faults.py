@@ -1,0 +1,303 @@
+"""KfConnect and the app against a deliberately misbehaving KFP: error mapping, time-outs,
+read retries, credentials and request ids. The KFP side is a real HTTP server on a free
+port whose answers each test scripts (tests.adapter_fixtures.ScriptedKfp)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from kfadapter.app import create_app
+from kfadapter.errors import (
+    BadRequest,
+    Conflict,
+    KfpError,
+    KfpTimeout,
+    KfpUnavailable,
+    NotFound,
+)
+from kfadapter.kfconnect import KfConnect
+from kfadapter.serving import ServerThread
+from kfadapter.settings import Settings
+from tests.adapter_fixtures import Answer, ScriptedKfp, Seen, free_port
+
+RUNS = "/pipeline/apis/v2beta1/runs"
+
+
+def _settings(url: str, **overrides) -> Settings:
+    values = {
+        "kfp_endpoint": url + "/pipeline",
+        "tracking_enabled": False,
+        "kfp_timeout": 2.0,
+        "kfp_read_retries": 2,
+    }
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture
+def scripted():
+    """Start ScriptedKfp servers for a test and stop them after it."""
+    servers = []
+
+    def start(script) -> ScriptedKfp:
+        server = ScriptedKfp(script).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _kfp_error(status: int, message: str) -> Answer:
+    return Answer(status=status, body={"error": message, "code": 3, "message": message})
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class", "http_status"),
+    [
+        (400, BadRequest, 400),
+        (404, NotFound, 404),
+        (409, Conflict, 409),
+        (500, KfpError, 502),
+        (503, KfpError, 502),
+        (401, KfpError, 502),
+    ],
+)
+def test_kfp_error_answers_are_mapped_once(scripted, status, error_class, http_status):
+    server = scripted(lambda seen: _kfp_error(status, f"kfp says {status}"))
+    kfp = KfConnect(_settings(server.url))
+    with pytest.raises(error_class) as caught:
+        kfp.get_run("r1")
+    assert int(caught.value.status) == http_status
+    assert f"kfp says {status}" in caught.value.message + str(caught.value.details)
+    assert len(server.requests) == 1  # an HTTP answer is not retried
+
+
+def test_the_app_answers_json_with_kfps_message(scripted):
+    server = scripted(lambda seen: _kfp_error(500, "database is on fire"))
+    client = create_app(_settings(server.url)).test_client()
+    answer = client.get("/runs/abc")
+    assert answer.status_code == 502
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json["status"] == 502
+    assert "database is on fire" in answer.json["message"]
+
+
+def test_not_found_names_the_subject(scripted):
+    server = scripted(lambda seen: _kfp_error(404, "no such run"))
+    client = create_app(_settings(server.url)).test_client()
+    answer = client.get("/runs/r-42")
+    assert answer.status_code == 404
+    assert answer.json["message"] == "run 'r-42' not found"
+
+
+def test_unreachable_kfp_is_503_after_bounded_read_retries(scripted):
+    server = scripted(lambda seen: Answer(drop=True))
+    kfp = KfConnect(_settings(server.url, kfp_read_retries=2))
+    with pytest.raises(KfpUnavailable):
+        kfp.get_run("r1")
+    assert len(server.requests) == 3  # one call and two retries
+
+
+def test_writes_are_not_retried(scripted):
+    server = scripted(lambda seen: Answer(drop=True))
+    kfp = KfConnect(_settings(server.url, kfp_read_retries=2))
+    with pytest.raises(KfpUnavailable):
+        kfp.terminate_run("r1")
+    assert len(server.requests) == 1
+
+
+def test_a_read_succeeds_when_a_retry_gets_through(scripted):
+    def flaky(seen: Seen) -> Answer:
+        if len(server.requests) == 1:
+            return Answer(drop=True)
+        return Answer(body={"run_id": "r1", "display_name": "n", "state": "RUNNING"})
+
+    server = scripted(flaky)
+    run = KfConnect(_settings(server.url)).get_run("r1")
+    assert run["state"] == "RUNNING"
+    assert len(server.requests) == 2
+
+
+def test_connection_refused_is_503():
+    kfp = KfConnect(_settings(f"http://127.0.0.1:{free_port()}", kfp_read_retries=0))
+    with pytest.raises(KfpUnavailable, match="connection refused"):
+        kfp.healthz()
+
+
+def test_slow_kfp_is_504_and_not_retried(scripted):
+    server = scripted(lambda seen: Answer(delay=1.5, body={}))
+    kfp = KfConnect(_settings(server.url, kfp_timeout=0.3))
+    started = time.monotonic()
+    with pytest.raises(KfpTimeout, match="within 0.3 s"):
+        kfp.get_run("r1")
+    assert time.monotonic() - started < 1.4  # the time-out, not KFP's pace
+    assert len(server.requests) == 1
+
+
+def test_the_app_maps_timeouts_and_outages(scripted):
+    slow = scripted(lambda seen: Answer(delay=1.0, body={}))
+    client = create_app(_settings(slow.url, kfp_timeout=0.2)).test_client()
+    answer = client.get("/experiments")
+    assert (answer.status_code, answer.json["status"]) == (504, 504)
+    down = create_app(_settings(f"http://127.0.0.1:{free_port()}", kfp_read_retries=0))
+    answer = down.test_client().get("/pipelines")
+    assert answer.status_code == 503
+    assert answer.headers["Content-Type"] == "application/json"
+
+
+def test_non_json_answer_is_502(scripted):
+    server = scripted(lambda seen: Answer(body=b"<html>proxy page</html>"))
+    with pytest.raises(KfpError, match="not JSON"):
+        KfConnect(_settings(server.url)).get_run("r1")
+
+
+def test_a_redirect_without_login_settings_is_502_about_authentication(scripted):
+    server = scripted(lambda seen: Answer(status=302, headers={"Location": "/dex/auth"}))
+    with pytest.raises(KfpError, match="authentication is probably required"):
+        KfConnect(_settings(server.url)).get_run("r1")
+
+
+def test_readiness(scripted):
+    healthy = scripted(lambda seen: Answer(body={"multi_user": False}))
+    answer = create_app(_settings(healthy.url)).test_client().get("/readiness")
+    assert (answer.status_code, answer.json["ready"]) == (200, True)
+    down = create_app(_settings(f"http://127.0.0.1:{free_port()}", kfp_read_retries=0))
+    answer = down.test_client().get("/readiness")
+    assert answer.status_code == 503
+    assert "unreachable" in answer.json["message"]
+    assert healthy.requests[0].path == "/pipeline/apis/v2beta1/healthz"
+
+
+def test_the_app_starts_and_lives_while_kfp_is_down():
+    app = create_app(_settings(f"http://127.0.0.1:{free_port()}"))
+    answer = app.test_client().get("/liveness")
+    assert (answer.status_code, answer.get_data(as_text=True)) == (200, "Okay")
+
+
+def test_bearer_token_and_request_id_are_sent(scripted):
+    server = scripted(lambda seen: Answer(body={"runs": []}))
+    app = create_app(_settings(server.url, kfp_token="secret-token"))
+    adapter = ServerThread(app).start()
+    try:
+        import requests
+
+        answer = requests.get(
+            adapter.url + "/runs", headers={"X-Request-ID": "req-123"}, timeout=10
+        )
+    finally:
+        adapter.stop()
+    assert answer.status_code == 200
+    assert answer.headers["X-Request-ID"] == "req-123"
+    sent = server.requests[0].headers
+    assert sent["Authorization"] == "Bearer secret-token"
+    assert sent["X-Request-ID"] == "req-123"
+
+
+def test_token_file_is_reread_when_it_changes(scripted, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    server = scripted(lambda seen: Answer(body={}))
+    kfp = KfConnect(_settings(server.url, kfp_token_file=str(token_file)))
+    kfp.healthz()
+    token_file.write_text("second\n")
+    later = time.time() + 5
+    os.utime(token_file, (later, later))
+    kfp.healthz()
+    assert [r.headers["Authorization"] for r in server.requests] == [
+        "Bearer first",
+        "Bearer second",
+    ]
+
+
+def test_a_missing_token_file_is_503(tmp_path, scripted):
+    server = scripted(lambda seen: Answer(body={}))
+    kfp = KfConnect(_settings(server.url, kfp_token_file=str(tmp_path / "absent")))
+    with pytest.raises(KfpUnavailable, match="token file"):
+        kfp.healthz()
+    assert server.requests == []
+
+
+def test_cookie_is_sent(scripted):
+    server = scripted(lambda seen: Answer(body={}))
+    KfConnect(_settings(server.url, kfp_cookie="authservice_session=abc")).healthz()
+    assert server.requests[0].headers["Cookie"] == "authservice_session=abc"
+
+
+class _DexLike:
+    """Serves KFP behind a Dex-like login whose sessions expire after `lifetime` API calls."""
+
+    def __init__(self, lifetime: int) -> None:
+        self.lifetime = lifetime
+        self.sessions: dict[str, int] = {}
+        self.issued = 0
+
+    def __call__(self, seen: Seen) -> Answer:
+        if seen.path.startswith("/dex/login"):
+            if seen.method == "GET":
+                return Answer(body=b"<form>login</form>", headers={"Content-Type": "text/html"})
+            if b"login=user" in seen.body and b"password=pw" in seen.body:
+                self.issued += 1
+                session = f"s{self.issued}"
+                self.sessions[session] = 0
+                return Answer(
+                    status=303,
+                    headers={
+                        "Location": "/pipeline",
+                        "Set-Cookie": f"authservice_session={session}; Path=/",
+                    },
+                )
+            return Answer(status=401, body=b"bad credentials")
+        cookie = seen.headers.get("Cookie", "")
+        session = cookie.partition("authservice_session=")[2].split(";")[0]
+        if session in self.sessions and "/apis/" not in seen.path:
+            return Answer(body=b"the KFP UI", headers={"Content-Type": "text/html"})
+        if session in self.sessions and self.sessions[session] < self.lifetime:
+            self.sessions[session] += 1
+            return Answer(body={"runs": []} if "runs" in seen.path else {})
+        return Answer(status=302, headers={"Location": "/dex/login?back=" + seen.path})
+
+
+def test_dex_login_and_relogin_when_the_session_expires(scripted):
+    dex = _DexLike(lifetime=2)
+    server = scripted(dex)
+    kfp = KfConnect(_settings(server.url, kfp_username="user", kfp_password="pw"))
+    for _ in range(5):
+        kfp.healthz()
+    assert dex.issued == 3  # sessions s1 (2 calls), s2 (2 calls), s3 (1 call)
+    assert kfp.auth.logins == 3
+
+
+def test_dex_login_with_wrong_password_is_502(scripted):
+    server = scripted(_DexLike(lifetime=10))
+    kfp = KfConnect(_settings(server.url, kfp_username="user", kfp_password="wrong"))
+    with pytest.raises(KfpError, match="check KFP_USERNAME and KFP_PASSWORD"):
+        kfp.healthz()
+
+
+def test_a_write_is_repeated_once_after_a_relogin(scripted):
+    dex = _DexLike(lifetime=1)
+    server = scripted(dex)
+    kfp = KfConnect(_settings(server.url, kfp_username="user", kfp_password="pw"))
+    kfp.healthz()  # uses up session s1
+    kfp.terminate_run("r1")  # 302 -> login (s2) -> the same POST again
+    posts = [r for r in server.requests if r.method == "POST" and "terminate" in r.path]
+    assert len(posts) == 2
+    assert "authservice_session=s2" in posts[1].headers["Cookie"]
+
+
+def test_run_states_asks_for_run_ids_in_chunks(scripted):
+    def answer(seen: Seen) -> Answer:
+        return Answer(body={"runs": [{"run_id": "r5", "state": "SUCCEEDED"}]})
+
+    server = scripted(answer)
+    kfp = KfConnect(_settings(server.url))
+    states = kfp.run_states([f"r{i}" for i in range(250)])
+    assert states == {"r5": "SUCCEEDED"}
+    assert len(server.requests) == 3  # 250 ids, 100 a call
+    assert all("filter=" in r.path and "IN" in r.path for r in server.requests)
+    assert kfp.run_states([]) == {}
+    assert len(server.requests) == 3

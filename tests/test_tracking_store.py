@@ -1,0 +1,214 @@
+"""The tracking store: durability, transactions, schema version, crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kfadapter.tracking.store import (
+    DELIVERED,
+    MIGRATIONS,
+    PENDING,
+    SCHEMA_VERSION,
+    UNTRACKED,
+    WAITING,
+    AttemptResult,
+    SqliteTrackingStore,
+    StateUpdate,
+    StoreError,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    store = SqliteTrackingStore.in_dir(tmp_path)
+    yield store
+    store.close()
+
+
+def test_added_run_is_on_disk_when_add_returns(tmp_path: Path, store: SqliteTrackingStore):
+    run = store.add("job-1", "run-1", {"run_name": "r1", "pipeline_name": "p"}, now=100.0)
+    assert run.notification_status == WAITING
+    other = SqliteTrackingStore.in_dir(tmp_path)  # another connection, as another worker
+    try:
+        seen = other.get("run-1")
+    finally:
+        other.close()
+    assert seen is not None
+    assert (seen.trainingjob_id, seen.info["run_name"], seen.created_at) == ("job-1", "r1", 100.0)
+
+
+def test_adding_a_tracked_run_again_keeps_the_first(store: SqliteTrackingStore):
+    store.add("job-1", "run-1", {"run_name": "first"}, now=1.0)
+    again = store.add("job-2", "run-1", {"run_name": "second"}, now=2.0)
+    assert (again.trainingjob_id, again.info["run_name"]) == ("job-1", "first")
+    assert len(store.list()) == 1
+
+
+def test_latest_run_of_a_job_and_listing(store: SqliteTrackingStore):
+    store.add("job-1", "old", {}, now=1.0)
+    store.add("job-1", "new", {}, now=2.0)
+    store.add("job-2", "other", {}, now=3.0)
+    assert store.latest_for_job("job-1").run_id == "new"
+    assert store.latest_for_job("nope") is None
+    assert [run.run_id for run in store.list()] == ["other", "new", "old"]
+    store.untrack("old", now=4.0)
+    assert [run.run_id for run in store.list(UNTRACKED)] == ["old"]
+    assert [run.run_id for run in store.open_runs()] == ["new", "other"]
+
+
+def test_file_is_wal_with_current_schema_version(tmp_path: Path, store: SqliteTrackingStore):
+    assert store.schema_version() == SCHEMA_VERSION >= 1
+    with sqlite3.connect(tmp_path / SqliteTrackingStore.FILE_NAME) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_migration_hook_upgrades_an_older_file_keeping_its_rows(tmp_path: Path):
+    path = tmp_path / "t.sqlite3"
+    old = SqliteTrackingStore(path)
+    old.add("job-1", "run-1", {}, now=1.0)
+    old.close()
+
+    def add_priority(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE tracked_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 5")
+
+    newer = SqliteTrackingStore(path, migrations=[*MIGRATIONS, add_priority])
+    assert newer.get("run-1").info == {}  # the row survived the migration
+    newer.close()
+    with pytest.raises(StoreError, match="schema version 2"):
+        # A release that knows fewer migrations refuses a newer file (no silent downgrade).
+        SqliteTrackingStore(path)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert raw.execute("SELECT run_id, priority FROM tracked_runs").fetchall() == [("run-1", 5)]
+
+
+def test_a_failing_transaction_changes_nothing(store: SqliteTrackingStore):
+    store.add("job-1", "run-1", {}, now=1.0)
+    store.add("job-2", "run-2", {}, now=1.0)
+    updates = [
+        StateUpdate("run-1", "SUCCEEDED", final=True, notification_id="n1"),
+        StateUpdate("run-2", object()),  # cannot be bound: fails after run-1 was updated
+    ]
+    with pytest.raises(sqlite3.Error):
+        store.record_poll(updates, now=2.0)
+    assert {run.notification_status for run in store.list()} == {WAITING}
+    assert store.get("run-1").run_state is None
+
+
+def test_poll_and_attempt_only_touch_runs_in_the_expected_status(store: SqliteTrackingStore):
+    store.add("job-1", "run-1", {}, now=1.0)
+    assert store.untrack("run-1", now=2.0)
+    assert not store.untrack("run-1", now=2.0)
+    assert store.record_poll([StateUpdate("run-1", "FAILED", final=True)], now=3.0) == 0
+    assert store.get("run-1").notification_status == UNTRACKED
+
+    store.add("job-2", "run-2", {}, now=1.0)
+    store.record_poll([StateUpdate("run-2", "SUCCEEDED", final=True, notification_id="n")], 3.0)
+    assert [run.run_id for run in store.due_notifications(now=3.0, limit=10)] == ["run-2"]
+    assert store.next_attempt_at() == 3.0
+    assert store.record_attempt(AttemptResult("run-2", DELIVERED, 1, None, 200, None), now=4.0)
+    assert not store.record_attempt(AttemptResult("run-2", PENDING, 2, 9.0, 503, "x"), now=5.0)
+    run = store.get("run-2")
+    assert (run.notification_status, run.attempts, run.last_code, run.notified_at) == (
+        DELIVERED,
+        1,
+        200,
+        4.0,
+    )
+    assert store.counts() == {
+        "waiting": 0,
+        "pending": 0,
+        "delivered": 1,
+        "expired": 0,
+        "untracked": 1,
+    }
+
+
+def test_to_dict_shows_the_notification_progress(store: SqliteTrackingStore):
+    store.add("job-1", "run-1", {"run_name": "r", "run_id": "ignored"}, now=0.0)
+    store.record_poll([StateUpdate("run-1", "FAILED", final=True, notification_id="n-1")], 10.0)
+    store.record_attempt(AttemptResult("run-1", PENDING, 1, 12.5, 503, "HTTP 503: busy"), 11.0)
+    view = store.get("run-1").to_dict(notify_deadline=60.0)
+    assert view["run_name"] == "r" and view["run_id"] == "run-1"
+    assert view["run_state"] == view["final_state"] == "FAILED"
+    assert view["final_state_seen_at"] == "1970-01-01T00:00:10.000Z"
+    assert view["notification"] == {
+        "status": "pending",
+        "notification_id": "n-1",
+        "attempts": 1,
+        "last_attempt_at": "1970-01-01T00:00:11.000Z",
+        "next_attempt_at": "1970-01-01T00:00:12.500Z",
+        "deadline": "1970-01-01T00:01:10.000Z",
+        "last_code": 503,
+        "last_error": "HTTP 503: busy",
+        "notified_at": None,
+    }
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from kfadapter.tracking.store import SqliteTrackingStore, StateUpdate
+    store = SqliteTrackingStore.in_dir(Path(sys.argv[1]))
+    prefix = sys.argv[2]
+    i = 0
+    while True:
+        run_id = f"{prefix}-{i}"
+        store.add("job", run_id, {"blob": "x" * 2000, "i": i}, time.time())
+        store.record_poll([StateUpdate(run_id, "SUCCEEDED", final=True, notification_id=run_id)],
+                          time.time())
+        print(run_id, flush=True)
+        i += 1
+    """
+)
+
+
+def test_sigkill_mid_write_leaves_a_consistent_store_with_every_committed_run(tmp_path: Path):
+    """Writers in two processes are killed with SIGKILL while writing, three times over."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    committed: set[str] = set()
+    for round_ in range(3):
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(tmp_path), f"w{round_}{n}"],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for n in range(2)
+        ]
+        for writer in writers:  # let each commit a good number of runs, then kill mid-stream
+            for _ in range(30 + 7 * round_):
+                line = writer.stdout.readline().strip()
+                assert line, "a writer died before it was killed"
+                committed.add(line)
+        for writer in writers:
+            writer.send_signal(signal.SIGKILL)
+        for writer in writers:
+            writer.wait(10)
+            writer.stdout.close()
+        store = SqliteTrackingStore.in_dir(tmp_path)
+        try:
+            assert store.integrity_check() == "ok"
+            runs = {run.run_id: run for run in store.list()}
+        finally:
+            store.close()
+        assert committed <= runs.keys()
+        # Every row is whole: each transaction is all or nothing.
+        for run in runs.values():
+            assert run.info["blob"] == "x" * 2000
+            assert run.notification_status in (WAITING, PENDING)
+            if run.run_id in committed:
+                assert run.notification_status == PENDING
