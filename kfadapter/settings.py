@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -149,6 +150,8 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise SettingsError(f"{name} must be a finite number, got {raw!r}")
         if value < minimum:
             raise SettingsError(f"{name} must be >= {minimum}, got {value}")
         return value

@@ -37,6 +37,8 @@ def test_kfp_endpoint_wins_over_host_and_port():
         ("KUBEFLOW_PORT", "eighty", "KUBEFLOW_PORT must be a whole number"),
         ("KF_ADAPTER_PORT", "70000", "KF_ADAPTER_PORT must be between 1 and 65535"),
         ("KFP_TIMEOUT", "soon", "KFP_TIMEOUT must be a number"),
+        ("KFADAPTER_POLL_INTERVAL", "nan", "KFADAPTER_POLL_INTERVAL must be a finite number"),
+        ("KFP_TIMEOUT", "inf", "KFP_TIMEOUT must be a finite number"),
         ("KFP_ENDPOINT", "ftp://x", "KFP_ENDPOINT must be an http(s) URL"),
         ("KFADAPTER_TRACKING", "maybe", "KFADAPTER_TRACKING must be true or false"),
         ("KFADAPTER_LOG_LEVEL", "LOUD", "KFADAPTER_LOG_LEVEL must be one of DEBUG"),
