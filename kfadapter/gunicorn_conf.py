@@ -43,10 +43,21 @@ def prepare_multiprocess_metrics(settings: Settings, environ: MutableMapping[str
         for stale in directory.glob("*.db"):
             stale.unlink(missing_ok=True)
     else:
-        directory = Path(tempfile.mkdtemp(prefix="kfadapter-metrics-"))
+        directory = Path(tempfile.mkdtemp(prefix="kfadapter-metrics-", dir=memory_tmp_dir()))
         environ[_CREATED_DIR_ENV] = str(directory)
     environ[MULTIPROC_ENV] = str(directory)
     return directory
+
+
+def memory_tmp_dir() -> str | None:
+    """/dev/shm when it is a writable directory, else None (the system's temp dir).
+
+    Gunicorn's worker heartbeat files and the metrics files go there: in a container /tmp
+    may be on the overlay disk (heartbeats then block workers, see gunicorn's FAQ) or
+    read-only (readOnlyRootFilesystem), while /dev/shm is a writable tmpfs.
+    """
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -105,6 +116,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout": settings.worker_timeout,
         "graceful_timeout": settings.graceful_timeout,
         "keepalive": 5,
+        "worker_tmp_dir": memory_tmp_dir(),
         "accesslog": None,  # the adapter writes its own access log with request ids
         "logconfig_dict": _logconfig(settings),
         "loglevel": settings.log_level.lower(),

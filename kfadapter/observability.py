@@ -42,6 +42,10 @@ UNMATCHED_ENDPOINT = "<unmatched>"
 # A caller's request id is kept when it is a short token of safe characters.
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
 _HANDLER_MARK = "_kfadapter_handler"
+# Methods counted under their own name; any other is counted as "other", so that clients
+# sending made-up methods cannot create an unbounded number of metric series.
+_METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 _request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -215,6 +219,16 @@ class Metrics:
         )
 
 
+# Notification status -> the tracker.stats() key that counts the runs in it.
+_TRACKED_RUNS_BY_STATUS = (
+    ("waiting", "open_runs"),
+    ("pending", "pending_notifications"),
+    ("delivered", "delivered_notifications"),
+    ("expired", "expired_notifications"),
+    ("untracked", "untracked_runs"),
+)
+
+
 class TrackerCollector:
     """Gauges read from tracker.stats() at scrape time (the same in every worker)."""
 
@@ -248,6 +262,21 @@ class TrackerCollector:
                 gauge = GaugeMetricFamily(name, documentation)
                 gauge.add_metric([], float(stats[key]))
                 yield gauge
+        by_status = [
+            (status, stats[key])
+            for status, key in _TRACKED_RUNS_BY_STATUS
+            if stats.get(key) is not None
+        ]
+        if by_status:
+            gauge = GaugeMetricFamily(
+                "kfadapter_tracked_runs",
+                "Tracked runs by notification status (expired: the training manager never "
+                "received the outcome before the deadline).",
+                labels=["notification_status"],
+            )
+            for status, count in by_status:
+                gauge.add_metric([status], float(count))
+            yield gauge
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []
@@ -352,8 +381,9 @@ def install(app: Flask, tracker: Any = None) -> None:
         started = g.get("request_started")
         elapsed = time.perf_counter() - started if started is not None else 0.0
         endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ENDPOINT
-        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-        metrics.request_seconds.labels(endpoint, request.method).observe(elapsed)
+        method = request.method if request.method in _METHOD_LABELS else OTHER_METHOD
+        metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
+        metrics.request_seconds.labels(endpoint, method).observe(elapsed)
         access_log.info(
             '%s %s %s %.1fms "%s"',
             request.method,

@@ -30,6 +30,7 @@ from werkzeug.wrappers import Request, Response
 from kfadapter.app import create_app
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
+from tests.support import free_port
 
 __all__ = [
     "Adapter",
@@ -48,13 +49,6 @@ __all__ = [
 ]
 
 FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound and released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def unique(prefix: str) -> str:

@@ -7,7 +7,6 @@ import os
 import re
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,16 +14,13 @@ import pytest
 import requests
 
 from kfadapter.cli import main
-from tests.process_support import KFADAPTER, PYTHON, Process
+from tests.support import KFADAPTER, PYTHON, Process, adapter_env, wait_until
 
 
 @pytest.fixture
 def clean_env(tmp_path) -> dict[str, str]:
     """The environment without any adapter setting, data kept under tmp_path."""
-    prefixes = ("KFADAPTER_", "KFP_", "KUBEFLOW_", "KF_", "TRAININGMGR_", "PROMETHEUS_")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-    env["KFADAPTER_DATA_DIR"] = str(tmp_path / "adapter-data")
-    return env
+    return adapter_env(KFADAPTER_DATA_DIR=str(tmp_path / "adapter-data"))
 
 
 def test_help_lists_subcommands_and_is_fast():
@@ -166,14 +162,12 @@ def test_dev_serves_adapter_with_sample_pipeline(dev_process):
     assert started.status_code == 200, started.text
     assert started.json()["run_status"] == "scheduled"
     run_id = started.json()["run_id"]
-    deadline = time.monotonic() + 180
-    while (state := requests.get(f"{url}/runs/{run_id}", timeout=30).json()["run_status"]) not in (
-        "SUCCEEDED",
-        "FAILED",
-        "CANCELED",
-    ):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.3)
+
+    def final_state() -> str | None:
+        state = requests.get(f"{url}/runs/{run_id}", timeout=30).json()["run_status"]
+        return state if state in ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED") else None
+
+    state = wait_until(final_state, timeout=180, step=0.3)
     assert state == "SUCCEEDED"
     assert requests.get(f"{url}/trainingjobs/job1", timeout=30).json()["run_id"] == run_id
 

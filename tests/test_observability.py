@@ -322,6 +322,28 @@ def test_concurrent_requests_keep_their_own_ids():
         server.stop()
 
 
+def test_made_up_methods_share_one_metric_label():
+    """Over real HTTP: any number of invented methods adds one series, not one each."""
+    server = ServerThread(make_app()).start()
+    try:
+        for method in ("FOO", "BARX", "PROPFIND", "BREW"):
+            answer = requests.request(method, f"{server.url}/things/a", timeout=10)
+            assert answer.status_code == 405
+        assert requests.delete(f"{server.url}/things/a", timeout=10).status_code == 405
+        metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    finally:
+        server.stop()
+    methods = {
+        sample.labels["method"]
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "kfadapter_http_requests_total"
+    }
+    assert methods == {"other", "DELETE"}
+    total = "kfadapter_http_requests_total"
+    assert value(metrics, total, endpoint="<unmatched>", method="other", status="405") == 4
+
+
 _WORKER_SCRIPT = """
 import sys
 from flask import Flask

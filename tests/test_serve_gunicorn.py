@@ -12,58 +12,43 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.wrappers import Request, Response
 
-from kfadapter.serving import ServerThread
-from tests.process_support import KFADAPTER, Process
+from kfadapter.gunicorn_conf import memory_tmp_dir
+from tests.adapter_fixtures import RecordingProxy
+from tests.support import KFADAPTER, Process, adapter_env, is_live, metric_value, wait_until
 
 SLOW_PREFIX = "slow-"
 SLOW_SECONDS = 3.0
-HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
 
 
-@dataclass
-class SlowProxy:
-    """Forwards to the real KFP server; requests with a slow- request id wait first."""
+class SlowProxy(RecordingProxy):
+    """The recording proxy to the real KFP server; requests with a slow- request id wait."""
 
-    target: str
-    seen: list[tuple[str, str]] = field(default_factory=list)
-    slow_started: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.slow_started = threading.Event()
 
-    def __call__(self, environ, start_response):
-        request = Request(environ)
-        request_id = request.headers.get("X-Request-ID", "")
-        self.seen.append((request.path, request_id))
-        if request_id.startswith(SLOW_PREFIX):
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("HTTP_X_REQUEST_ID", "").startswith(SLOW_PREFIX):
             self.slow_started.set()
             time.sleep(SLOW_SECONDS)
-        query = request.query_string.decode()
-        upstream = requests.request(
-            request.method,
-            f"{self.target}{request.path}" + (f"?{query}" if query else ""),
-            headers={k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS},
-            data=request.get_data(),
-            allow_redirects=False,
-            timeout=60,
-        )
-        headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS]
-        return Response(upstream.content, upstream.status_code, headers)(environ, start_response)
+        return super()._app(environ, start_response)
 
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """A sample's value in Prometheus text (0 when absent)."""
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
+    def request_ids(self) -> set[str]:
+        """The X-Request-ID of every request that came through."""
+        return {
+            value
+            for call in self.since(0)
+            for name, value in call.headers.items()
+            if name.lower() == "x-request-id"
+        }
 
 
 def worker_pids(master_pid: int) -> set[int]:
@@ -74,21 +59,17 @@ def worker_pids(master_pid: int) -> set[int]:
 
 @pytest.fixture
 def slow_proxy(local_kfp) -> Iterator[SlowProxy]:
-    proxy = SlowProxy(local_kfp.url)
-    server = ServerThread(proxy).start()
-    proxy.url = server.url  # type: ignore[attr-defined]
+    proxy = SlowProxy(local_kfp.url).start()
     try:
         yield proxy
     finally:
-        server.stop()
+        proxy.stop()
 
 
 @pytest.fixture
 def served(slow_proxy, tmp_path) -> Iterator[tuple[Process, str]]:
     """`kfadapter serve` with 3 workers x 2 threads on a free port, KFP behind the proxy."""
-    prefixes = ("KFADAPTER_", "KFP_", "KUBEFLOW_", "KF_", "TRAININGMGR_", "PROMETHEUS_")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-    env.update(
+    env = adapter_env(
         KFP_ENDPOINT=f"{slow_proxy.url}/pipeline",
         KFP_TIMEOUT="30",
         KFADAPTER_DATA_DIR=str(tmp_path / "adapter"),
@@ -105,22 +86,17 @@ def served(slow_proxy, tmp_path) -> Iterator[tuple[Process, str]]:
         line = process.wait_for_line("Listening at: http://", timeout=60)
         message = json.loads(line)["message"]
         url = message.split("Listening at: ", 1)[1].split()[0]
-        deadline = time.monotonic() + 60
-        while len(worker_pids(process.popen.pid)) < 3 or not _live(url):
-            assert time.monotonic() < deadline, "".join(process.output)
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(worker_pids(process.popen.pid)) >= 3 and is_live(url),
+            60,
+            step=0.1,
+            details=lambda: "".join(process.output),
+        )
         yield process, url
         if process.popen.poll() is None:
             assert process.terminate(timeout=30) == 0  # graceful: removes its metrics dir
     finally:
         process.kill()
-
-
-def _live(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/liveness", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_serve_under_gunicorn_with_several_workers(served, slow_proxy, compiled):
@@ -148,8 +124,7 @@ def test_serve_under_gunicorn_with_several_workers(served, slow_proxy, compiled)
         assert response.headers["X-Request-ID"] == f"tm-call-{index}"
         assert response.json()["id"] == pipeline_id
     # The caller's request id reached KFP.
-    forwarded = {request_id for _, request_id in slow_proxy.seen}
-    assert {f"tm-call-{index}" for index in range(12)} <= forwarded
+    assert {f"tm-call-{index}" for index in range(12)} <= slow_proxy.request_ids()
 
     missing = requests.get(f"{url}/pipelineIds/no-such-pipeline", timeout=30)
     assert missing.status_code == 404 and "no-such-pipeline" in missing.json()["message"]
@@ -185,10 +160,7 @@ def test_serve_under_gunicorn_with_several_workers(served, slow_proxy, compiled)
     )
 
     # JSON access log lines with the request id.
-    deadline = time.monotonic() + 10
-    while not any('"request_id": "tm-call-11"' in line for line in process.output):
-        assert time.monotonic() < deadline, "no access log line for tm-call-11"
-        time.sleep(0.1)
+    wait_until(lambda: any('"request_id": "tm-call-11"' in line for line in process.output), 10)
     access = next(
         json.loads(line) for line in process.output if '"request_id": "tm-call-11"' in line
     )
@@ -224,3 +196,27 @@ def test_sigterm_lets_the_request_in_flight_finish(served, slow_proxy):
     assert time.monotonic() - sent >= SLOW_SECONDS / 2
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/liveness", timeout=5)
+
+
+def _open_files(pid: int) -> list[str]:
+    """What a process's file descriptors point to (deleted files end in ' (deleted)')."""
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:  # closed meanwhile
+            continue
+    return targets
+
+
+@pytest.mark.skipif(memory_tmp_dir() is None, reason="no writable /dev/shm")
+def test_workers_keep_heartbeat_and_metrics_files_in_memory(served):
+    """Not on /tmp: a container's /tmp may be disk-backed (heartbeats block) or read-only."""
+    process, url = served
+    assert requests.get(f"{url}/liveness", timeout=30).status_code == 200  # counted: a file
+    workers = worker_pids(process.popen.pid)
+    for pid in workers:
+        files = _open_files(pid)
+        assert any(f.startswith("/dev/shm/wgunicorn-") for f in files), files
+    maps = [Path(f"/proc/{pid}/maps").read_text() for pid in workers]
+    assert any("/dev/shm/kfadapter-metrics-" in worker_maps for worker_maps in maps)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,19 +17,11 @@ from kfadapter.tracking.leader import LeaderLock
 from kfadapter.tracking.notifier import notification_id
 from kfadapter.tracking.store import PENDING, WAITING, SqliteTrackingStore
 from kfadapter.tracking.watcher import Watcher
+from tests.support import PYTHON, Process, adapter_env
+from tests.tracking_support import *  # noqa: F403
 from tests.tracking_support import FakeRunStates, TmReceiver, wait_until
 
-REPO = Path(__file__).resolve().parent.parent
-
-
 # -- watcher -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    store = SqliteTrackingStore.in_dir(tmp_path)
-    yield store
-    store.close()
 
 
 def test_one_poll_asks_for_every_open_run_in_one_call(store: SqliteTrackingStore):
@@ -114,49 +104,31 @@ def test_only_one_holder_at_a_time(tmp_path: Path):
 
 
 def test_the_lock_is_freed_when_its_holder_is_killed(tmp_path: Path):
-    holder = subprocess.Popen(
+    holder = Process(
         [
-            sys.executable,
+            PYTHON,
             "-c",
             "import sys, time; from kfadapter.tracking.leader import LeaderLock;"
             "assert LeaderLock.in_dir(sys.argv[1]).try_acquire(); print('held', flush=True);"
             "time.sleep(60)",
             str(tmp_path),
         ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=adapter_env(),
     )
     try:
-        assert holder.stdout.readline().strip() == "held"
+        holder.wait_for_line("held")
         lock = LeaderLock.in_dir(tmp_path)
         assert not lock.try_acquire()
-        assert lock.holder_pid() == holder.pid
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(10)
+        assert lock.holder_pid() == holder.popen.pid
+        holder.popen.send_signal(signal.SIGKILL)
+        holder.popen.wait(10)
         assert lock.try_acquire()
         lock.release()
     finally:
         holder.kill()
-        holder.wait(10)
-        holder.stdout.close()
 
 
 # -- Tracker -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tm():
-    receiver = TmReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def receiver(tm: TmReceiver) -> TmReceiver:
-    tm.status = 200
-    tm.received.clear()
-    return tm
 
 
 def _settings(data_dir: Path, port: int, **overrides) -> Settings:

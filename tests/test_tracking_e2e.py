@@ -8,14 +8,15 @@ never hold up its runs (a small pipeline takes a few seconds with kfp.local).
 from __future__ import annotations
 
 import math
-import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from kfadapter.app import create_app
 from kfadapter.kfconnect import RUN_IDS_PER_CALL, KfConnect
@@ -24,10 +25,18 @@ from kfadapter.settings import Settings
 from kfadapter.tracking import RetryPolicy, Tracker
 from kfadapter.tracking.notifier import notification_id
 from tests.adapter_fixtures import RecordingProxy, tm_upload, unique
-from tests.process_support import KFADAPTER, PYTHON, Process
-from tests.tracking_support import TmReceiver, free_port, wait_until
+from tests.support import (
+    KFADAPTER,
+    PYTHON,
+    Process,
+    adapter_env,
+    free_port,
+    metric_value,
+    wait_live,
+    wait_until,
+)
+from tests.tracking_support import *  # noqa: F403
 
-REPO = Path(__file__).resolve().parent.parent
 POLL = 0.2
 RUN_TIMEOUT = 180.0  # runs queue behind each other on a 2-core CI machine
 
@@ -50,23 +59,6 @@ def proxy(kfp_server) -> Iterator[RecordingProxy]:
     proxy = RecordingProxy(kfp_server.url).start()
     yield proxy
     proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def tm() -> Iterator[TmReceiver]:
-    receiver = TmReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def receiver(tm: TmReceiver) -> Iterator[TmReceiver]:
-    """The module's TM receiver, answering 200 during the test and again after it."""
-    tm.status, tm.delay = 200, 0.0
-    yield tm
-    tm.status, tm.delay = 200, 0.0
-    if tm._server is None:
-        tm.start()
 
 
 class Served:
@@ -253,6 +245,53 @@ def test_terminated_run_is_not_notified_but_a_run_canceled_in_kfp_is(
     assert job["notification"]["attempts"] == 0
 
 
+def test_refused_delete_of_a_finished_run_keeps_its_notification_due(
+    adapter: Served, pipelines, receiver
+):
+    """KFP refuses to terminate a finished run: its pending notification is kept as it was."""
+    receiver.stop()
+    job = adapter.execute(unique("job-del-done"), pipelines["always_fails"])
+    wait_until(
+        lambda: adapter.job(job["trainingjob_id"])["notification"]["attempts"] >= 1,
+        timeout=RUN_TIMEOUT,
+    )
+    before = adapter.job(job["trainingjob_id"])
+    answer = requests.delete(f"{adapter.url}/runs/{job['run_id']}", timeout=30)
+    assert answer.status_code == 400, answer.text  # KFP: the run is already FAILED
+    after = adapter.job(job["trainingjob_id"])
+    assert after["notification"]["status"] == "pending"
+    assert after["final_state"] == "FAILED"
+    assert after["final_state_seen_at"] == before["final_state_seen_at"]
+    assert after["notification"]["deadline"] == before["notification"]["deadline"]
+    receiver.start()
+    wait_until(lambda: receiver.for_run(job["run_id"]), timeout=30)
+    assert receiver.for_run(job["run_id"]) == [
+        _expected(job["trainingjob_id"], job["run_id"], "FAILED")
+    ]
+
+
+def test_metrics_count_tracked_runs_by_notification_status(adapter: Served, pipelines, receiver):
+    receiver.stop()  # one notification stays pending
+    job = adapter.execute(unique("job-metrics"), pipelines["always_fails"])
+    wait_until(
+        lambda: adapter.job(job["trainingjob_id"])["notification"]["attempts"] >= 1,
+        timeout=RUN_TIMEOUT,
+    )
+    listed = requests.get(f"{adapter.url}/trainingjobs", timeout=30).json()["trainingjobs"]
+    metrics = requests.get(f"{adapter.url}/metrics", timeout=30).text
+    gauges = {
+        sample.labels["notification_status"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "kfadapter_tracked_runs"
+    }
+    counted = Counter(tracked["notification"]["status"] for tracked in listed)
+    statuses = ("waiting", "pending", "delivered", "expired", "untracked")
+    assert gauges == {status: float(counted[status]) for status in statuses}
+    assert gauges["pending"] >= 1
+    assert gauges["pending"] == metric_value(metrics, "kfadapter_notifications_pending")
+
+
 def test_kfp_calls_per_poll_grow_with_pages_not_runs(proxy, tmp_path):
     """Every poll costs ceil(open runs / RUN_IDS_PER_CALL) list calls, whatever the runs."""
     settings = _settings(proxy.url, tmp_path, free_port())
@@ -286,27 +325,15 @@ signal.pause()
 
 
 def _adapter_env(kfp_url: str, data_dir: Path, tm_port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "KFP_ENDPOINT": kfp_url + "/pipeline",
-        "KFADAPTER_DATA_DIR": str(data_dir),
-        "KFADAPTER_POLL_INTERVAL": str(POLL),
-        "TRAININGMGR_HOST": "127.0.0.1",
-        "TRAININGMGR_PORT": str(tm_port),
-        "KFADAPTER_NOTIFY_TIMEOUT": "2",
-        "KFP_TIMEOUT": "30",
-    }
-
-
-def _wait_http(url: str, timeout: float = 60.0) -> None:
-    def up() -> bool:
-        try:
-            return requests.get(url + "/liveness", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(up, timeout=timeout, step=0.1)
+    return adapter_env(
+        KFP_ENDPOINT=kfp_url + "/pipeline",
+        KFADAPTER_DATA_DIR=str(data_dir),
+        KFADAPTER_POLL_INTERVAL=str(POLL),
+        TRAININGMGR_HOST="127.0.0.1",
+        TRAININGMGR_PORT=str(tm_port),
+        KFADAPTER_NOTIFY_TIMEOUT="2",
+        KFP_TIMEOUT="30",
+    )
 
 
 def test_sigkill_while_runs_are_in_progress_then_restart_notifies_every_run(
@@ -356,7 +383,7 @@ def test_gunicorn_with_three_workers_notifies_each_job_once(
     serve = Process([*KFADAPTER, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "3"], env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_http(url)
+        wait_live(url)
         jobs = [execute(url, unique(f"gunicorn-{n}"), pipelines["always_fails"]) for n in range(3)]
         for job in jobs:
             wait_until(lambda job=job: receiver.for_run(job["run_id"]), timeout=RUN_TIMEOUT)

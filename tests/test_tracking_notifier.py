@@ -22,6 +22,7 @@ from kfadapter.tracking.store import (
     StateUpdate,
     TrackedRun,
 )
+from tests.tracking_support import *  # noqa: F403
 from tests.tracking_support import NOTIFY_PATH, TmReceiver, free_port
 
 
@@ -76,21 +77,6 @@ def _notifier(url: str, store=None, *, timeout: float = 2.0, deadline: float = 1
         policy=RetryPolicy(base=1.0, cap=8.0),
         rng=random.Random(1),
     )
-
-
-@pytest.fixture(scope="module")
-def shared_receiver():
-    receiver = TmReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def receiver(shared_receiver: TmReceiver) -> TmReceiver:
-    """The module's receiver, answering 200 and with nothing received yet."""
-    shared_receiver.status = 200
-    shared_receiver.received.clear()
-    return shared_receiver
 
 
 def test_post_carries_the_contract_payload_as_json(receiver: TmReceiver):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -24,15 +23,8 @@ from kfadapter.tracking.store import (
     StateUpdate,
     StoreError,
 )
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    store = SqliteTrackingStore.in_dir(tmp_path)
-    yield store
-    store.close()
+from tests.support import adapter_env
+from tests.tracking_support import *  # noqa: F403
 
 
 def test_added_run_is_on_disk_when_add_returns(tmp_path: Path, store: SqliteTrackingStore):
@@ -106,6 +98,28 @@ def test_a_failing_transaction_changes_nothing(store: SqliteTrackingStore):
     assert store.get("run-1").run_state is None
 
 
+def test_retrack_restores_a_final_run_to_a_due_notification_not_to_polling(
+    store: SqliteTrackingStore,
+):
+    store.add("job-1", "run-1", {}, now=1.0)
+    assert store.untrack("run-1", now=2.0) and store.retrack("run-1", now=3.0)
+    assert store.get("run-1").notification_status == WAITING
+
+    store.add("job-2", "run-2", {}, now=1.0)
+    store.record_poll([StateUpdate("run-2", "FAILED", final=True, notification_id="n2")], 2.0)
+    store.record_attempt(AttemptResult("run-2", PENDING, 1, 60.0, None, "refused"), now=3.0)
+    assert store.untrack("run-2", now=4.0) and store.retrack("run-2", now=5.0)
+    run = store.get("run-2")
+    assert (run.notification_status, run.final_state, run.notification_id) == (
+        PENDING,
+        "FAILED",
+        "n2",
+    )
+    assert (run.final_seen_at, run.attempts, run.next_attempt_at) == (2.0, 1, 5.0)
+    assert [due.run_id for due in store.due_notifications(now=5.0, limit=10)] == ["run-2"]
+    assert [open_run.run_id for open_run in store.open_runs()] == ["run-1"]
+
+
 def test_poll_and_attempt_only_touch_runs_in_the_expected_status(store: SqliteTrackingStore):
     store.add("job-1", "run-1", {}, now=1.0)
     assert store.untrack("run-1", now=2.0)
@@ -161,7 +175,10 @@ WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from kfadapter.tracking.store import SqliteTrackingStore, StateUpdate
-    store = SqliteTrackingStore.in_dir(Path(sys.argv[1]))
+    # Two writers as fast as they can go: SQLite's busy wait is not fair, so on a loaded
+    # machine one may wait long for the other; a long busy time-out keeps both writing.
+    path = Path(sys.argv[1]) / SqliteTrackingStore.FILE_NAME
+    store = SqliteTrackingStore(path, busy_timeout=300)
     prefix = sys.argv[2]
     i = 0
     while True:
@@ -177,7 +194,7 @@ WRITER = textwrap.dedent(
 
 def test_sigkill_mid_write_leaves_a_consistent_store_with_every_committed_run(tmp_path: Path):
     """Writers in two processes are killed with SIGKILL while writing, three times over."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = adapter_env()
     committed: set[str] = set()
     for round_ in range(3):
         writers = [

@@ -1,16 +1,37 @@
-"""Test helpers for run tracking: a real HTTP receiver standing in for the TM, a fake KFP."""
+"""Test helpers for run tracking: a real HTTP receiver standing in for the TM, a fake KFP.
+
+The fixtures `tm` (a receiver per test module), `receiver` (the same, answering 200 with
+nothing received yet) and `store` (a SqliteTrackingStore in tmp_path) come with
+`from tests.tracking_support import *`.
+"""
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kfadapter.serving import ServerThread
+from kfadapter.tracking.store import SqliteTrackingStore
+from tests.support import free_port, wait_until
+
+__all__ = [
+    "NOTIFY_PATH",
+    "FakeRunStates",
+    "Received",
+    "TmReceiver",
+    "free_port",
+    "receiver",
+    "store",
+    "tm",
+    "wait_until",
+]
 
 NOTIFY_PATH = "/trainingjob/pipelineNotification"
 
@@ -80,6 +101,14 @@ class TmReceiver:
         start_response(f"{status} X", [("Content-Type", "application/json")])
         return [answer]
 
+    def reset(self) -> None:
+        """Up, answering 200 at once, nothing received."""
+        with self._lock:
+            self.status, self.delay = 200, 0.0
+            self.received.clear()
+        if self._server is None:
+            self.start()
+
     def bodies(self) -> list[Any]:
         with self._lock:
             return [item.body for item in self.received]
@@ -109,20 +138,26 @@ class FakeRunStates:
             return {run_id: self.states[run_id] for run_id in run_ids if run_id in self.states}
 
 
-def free_port() -> int:
-    """A loopback port free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture(scope="module")
+def tm() -> Iterator[TmReceiver]:
+    """A TM receiver on a free port for the test module."""
+    receiver = TmReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, step: float = 0.05) -> Any:
-    """Poll until condition() is truthy; return its value or fail after the time-out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(step)
+@pytest.fixture
+def receiver(tm: TmReceiver) -> Iterator[TmReceiver]:
+    """The module's receiver, up and answering 200 with nothing received, during the test
+    and again after it (a test may stop it or change its answer)."""
+    tm.reset()
+    yield tm
+    tm.reset()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteTrackingStore]:
+    """A tracking store in the test's tmp_path, closed afterwards."""
+    tracking_store = SqliteTrackingStore.in_dir(tmp_path)
+    yield tracking_store
+    tracking_store.close()

@@ -137,7 +137,8 @@ class TrackingStore(Protocol):
         """Stop watching a run and never notify it; False if it was not open."""
 
     def retrack(self, run_id: str, now: float) -> bool:
-        """Undo untrack(): watch the run again; False if it was not untracked."""
+        """Undo untrack(): watch the run again, or, if its final state was already seen,
+        make its notification due again; False if it was not untracked."""
 
     def get(self, run_id: str) -> TrackedRun | None:
         """The tracked run with that id."""
@@ -330,6 +331,12 @@ class SqliteTrackingStore:
         with self._transaction(write=False) as db:
             return db.execute("PRAGMA integrity_check").fetchone()[0]
 
+    def _select(self, clause: str, params: tuple[Any, ...]) -> list[TrackedRun]:
+        """The tracked runs `SELECT ... FROM tracked_runs <clause>` finds."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM tracked_runs {clause}", params).fetchall()
+        return [_to_run(row) for row in rows]
+
     # -- the TrackingStore interface -------------------------------------------------------
 
     def add(self, trainingjob_id: str, run_id: str, info: dict[str, Any], now: float) -> TrackedRun:
@@ -363,49 +370,38 @@ class SqliteTrackingStore:
             return cursor.rowcount == 1
 
     def retrack(self, run_id: str, now: float) -> bool:
+        # A run untracked after its final state was seen goes back to PENDING (due now, same
+        # notification id, same deadline), not to WAITING: polled again, a run KFP has
+        # deleted meanwhile would be reported NOT_FOUND instead of its real outcome.
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE tracked_runs SET notification_status = ?, not_found_count = 0, "
-                "updated_at = ? WHERE run_id = ? AND notification_status = ?",
-                (WAITING, now, run_id, UNTRACKED),
+                "UPDATE tracked_runs SET "
+                "notification_status = CASE WHEN final_state IS NULL THEN ? ELSE ? END, "
+                "next_attempt_at = CASE WHEN final_state IS NULL THEN NULL ELSE ? END, "
+                "not_found_count = 0, updated_at = ? "
+                "WHERE run_id = ? AND notification_status = ?",
+                (WAITING, PENDING, now, now, run_id, UNTRACKED),
             )
             return cursor.rowcount == 1
 
     def get(self, run_id: str) -> TrackedRun | None:
-        with self._transaction(write=False) as db:
-            row = db.execute(
-                f"SELECT {_COLUMNS} FROM tracked_runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-        return _to_run(row) if row else None
+        return next(iter(self._select("WHERE run_id = ?", (run_id,))), None)
 
     def latest_for_job(self, trainingjob_id: str) -> TrackedRun | None:
-        with self._transaction(write=False) as db:
-            row = db.execute(
-                f"SELECT {_COLUMNS} FROM tracked_runs WHERE trainingjob_id = ? "
-                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                (trainingjob_id,),
-            ).fetchone()
-        return _to_run(row) if row else None
+        latest = self._select(
+            "WHERE trainingjob_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (trainingjob_id,),
+        )
+        return next(iter(latest), None)
 
     def list(self, notification_status: str | None = None) -> list[TrackedRun]:
-        query = f"SELECT {_COLUMNS} FROM tracked_runs"
-        params: tuple[Any, ...] = ()
-        if notification_status is not None:
-            query += " WHERE notification_status = ?"
-            params = (notification_status,)
-        query += " ORDER BY created_at DESC, rowid DESC"
-        with self._transaction(write=False) as db:
-            rows = db.execute(query, params).fetchall()
-        return [_to_run(row) for row in rows]
+        newest_first = "ORDER BY created_at DESC, rowid DESC"
+        if notification_status is None:
+            return self._select(newest_first, ())
+        return self._select(f"WHERE notification_status = ? {newest_first}", (notification_status,))
 
     def open_runs(self) -> list[TrackedRun]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM tracked_runs WHERE notification_status = ? "
-                "ORDER BY created_at",
-                (WAITING,),
-            ).fetchall()
-        return [_to_run(row) for row in rows]
+        return self._select("WHERE notification_status = ? ORDER BY created_at", (WAITING,))
 
     def record_poll(self, updates: Sequence[StateUpdate], now: float) -> int:
         changed = 0
@@ -452,13 +448,11 @@ class SqliteTrackingStore:
         return changed
 
     def due_notifications(self, now: float, limit: int) -> list[TrackedRun]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM tracked_runs WHERE notification_status = ? "
-                "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                (PENDING, now, limit),
-            ).fetchall()
-        return [_to_run(row) for row in rows]
+        return self._select(
+            "WHERE notification_status = ? AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT ?",
+            (PENDING, now, limit),
+        )
 
     def next_attempt_at(self) -> float | None:
         with self._transaction(write=False) as db:
