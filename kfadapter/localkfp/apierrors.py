@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -48,3 +49,20 @@ def not_found(message: str) -> ApiError:
 def conflict(message: str) -> ApiError:
     """409: the resource already exists."""
     return ApiError(HTTPStatus.CONFLICT, message)
+
+
+def require_json_value(value: Any, where: str) -> Any:
+    """The decoded value, if it can be stored and served as JSON; 400 saying why not.
+
+    Refused: strings with a lone UTF-16 surrogate (a JSON escape such as "\\ud800": SQLite
+    and the run's process need UTF-8), and YAML-only values (binary, sets, recursion).
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(
+            f"{where} holds an invalid unicode escape (a lone UTF-16 surrogate such as \\ud800)"
+        ) from None
+    except (TypeError, ValueError) as error:
+        raise bad_request(f"{where} holds a value that is not JSON: {error}") from None
+    return value

@@ -238,6 +238,8 @@ class RunExecutor:
                         str(run.directory),
                         "--status-fd",
                         str(write_fd),
+                        "--parent-pid",
+                        str(os.getpid()),
                     ],
                     pass_fds=(write_fd,),
                     stdin=subprocess.DEVNULL,

@@ -14,9 +14,12 @@ from typing import Any
 
 import yaml
 
-from kfadapter.localkfp.apierrors import bad_request
+from kfadapter.localkfp.apierrors import bad_request, require_json_value
 
 MAX_PACKAGE_BYTES = 32 * 1024 * 1024  # KFP's limit on an uploaded pipeline file
+MAX_ALIASED_NODES = 1_000_000
+"""How many YAML nodes a document using anchors/aliases may expand to (a "billion laughs"
+upload of 1 KB would otherwise be stored, and served, as hundreds of megabytes)."""
 PIPELINE_SPEC_FIELDS = {
     "pipelineInfo",
     "pipeline_info",
@@ -135,14 +138,76 @@ def ir_of(stored: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def parse_documents(text: str) -> dict[str, Any]:
-    """The stored spec from YAML/JSON text, possibly several YAML documents."""
+class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML safe loading with timestamps kept as text (as KFP reads YAML: into JSON)."""
+
+
+_SpecLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp",
+    lambda loader, node: loader.construct_scalar(node),
+)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document has once every alias is expanded; 400 if it is too many.
+
+    Shared (aliased) nodes are counted once per use; each node's size is computed once,
+    so a document of N nodes costs O(N) however much it would expand.
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise bad_request("Invalid package: the YAML has a recursive alias")
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+        in_progress.discard(key)
+        sizes[key] = min(total, MAX_ALIASED_NODES + 1)
+        return sizes[key]
+
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return size(root)
+    except RecursionError:
+        raise bad_request("Invalid package: the YAML is nested too deeply") from None
+
+
+def _load_yaml_documents(text: str) -> list[Any]:
+    """Every document of the YAML/JSON text, refusing alias bombs and non-JSON values."""
+    loader = _SpecLoader(text)
+    documents = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if _expanded_size(node) > MAX_ALIASED_NODES:
+                raise bad_request(
+                    "Invalid package: the YAML expands (through anchors and aliases) to more "
+                    f"than {MAX_ALIASED_NODES} nodes"
+                )
+            documents.append(loader.construct_document(node))
     except yaml.YAMLError as error:
         raise bad_request(
             f"Invalid package: the file is not valid YAML or JSON ({error})"
         ) from None
+    except RecursionError:
+        raise bad_request("Invalid package: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+    return [require_json_value(doc, "Invalid package: the file") for doc in documents]
+
+
+def parse_documents(text: str) -> dict[str, Any]:
+    """The stored spec from YAML/JSON text, possibly several YAML documents."""
+    documents = [doc for doc in _load_yaml_documents(text) if doc is not None]
     if not documents:
         raise bad_request("Invalid package: the file holds no pipeline spec (it is empty)")
     spec = validate_pipeline_spec(documents[0], "pipeline package")

@@ -9,14 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfadapter.localkfp.apierrors import bad_request
+from kfadapter.localkfp.apierrors import bad_request, require_json_value
 from kfadapter.localkfp.timefmt import parse_rfc3339
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200  # KFP caps larger page sizes at 200 (list.go: maxPageSize)
+INT64_MAX = 2**63 - 1
+MAX_IN_VALUES = 10_000  # keeps an IN list under every SQLite build's bound-parameter limit
+# Whole seconds whose microseconds (and the next second's) still fit SQLite's 64-bit integers.
+_MAX_SECONDS = INT64_MAX // 1_000_000 - 1
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
 
 STRING = "string"
 TIME = "time"  # integer microseconds in the store; compared at whole seconds like KFP
@@ -154,12 +160,11 @@ def _scalar(kind: str, key: str, value_field: str, value: Any) -> Any:
     """The SQL value of one predicate value for a column of that kind."""
     if kind == TIME:
         if value_field == "timestamp_value":
-            return parse_rfc3339(value, f"filter value for {key!r}") // 1_000_000
+            seconds = parse_rfc3339(value, f"filter value for {key!r}") // 1_000_000
+            return max(-_MAX_SECONDS, min(seconds, _MAX_SECONDS))
         if value_field in ("int_value", "long_value", "int_values", "long_values"):
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                raise bad_request(f"filter value for {key!r} must be an integer") from None
+            seconds = parse_int64(value, f"filter value for {key!r}")
+            return max(-_MAX_SECONDS, min(seconds, _MAX_SECONDS))  # beyond: before/after all
         raise bad_request(f"filter on {key!r} needs a timestamp_value or an int_value")
     if value_field not in ("string_value", "string_values"):
         raise bad_request(f"filter on {key!r} needs a string_value, got {value_field}")
@@ -167,6 +172,21 @@ def _scalar(kind: str, key: str, value_field: str, value: Any) -> Any:
         raise bad_request(f"filter value for {key!r} must be a string, got {value!r}")
     if kind == ENUM:
         return value.upper().removeprefix("STORAGESTATE_")
+    return value
+
+
+def parse_int64(value: Any, what: str) -> int:
+    """A 64-bit integer given as a JSON number or a decimal string (proto3 JSON int64)."""
+    if isinstance(value, bool):
+        raise bad_request(f"{what} must be an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        value = int(value.strip())
+    if not isinstance(value, int):
+        raise bad_request(f"{what} must be an integer, got {value!r}")
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise bad_request(f"{what} is out of the 64-bit integer range: {value}")
     return value
 
 
@@ -199,8 +219,11 @@ def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
             document = json.loads(raw)
         except ValueError as error:
             raise bad_request(f"filter is not valid JSON: {error}") from None
+        except RecursionError:
+            raise bad_request("filter is not valid JSON: it is nested too deeply") from None
     else:
         document = raw
+    require_json_value(document, "filter")
     if not isinstance(document, dict):
         raise bad_request('filter must be a JSON object like {"predicates": [...]}')
     unknown = set(document) - {"predicates"}
@@ -231,6 +254,8 @@ def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
             values = value.get("values") if isinstance(value, dict) else None
             if not isinstance(values, list):
                 raise bad_request(f'IN on {key!r} needs {{"values": [...]}}')
+            if len(values) > MAX_IN_VALUES:
+                raise bad_request(f"IN on {key!r} takes at most {MAX_IN_VALUES} values")
             if not values:
                 conditions.append("0")
                 continue
@@ -268,18 +293,40 @@ def encode_token(payload: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, kind: str) -> dict[str, Any]:
-    """The payload of a token made by encode_token for this kind of list; 400 otherwise."""
+def decode_token(token: str, listable: Listable) -> dict[str, Any]:
+    """The payload of a token made by next_token for this list; 400 for anything else.
+
+    Tokens are not signed: every part of a tampered one is checked before it reaches SQL.
+    """
+    invalid = f"Invalid page token {token[:64]!r}"
     try:
         padded = token + "=" * (-len(token) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeError):
-        raise bad_request(f"Invalid page token {token[:64]!r}") from None
-    if not isinstance(payload, dict) or payload.get("kind") != kind:
-        raise bad_request(f"Invalid page token {token[:64]!r}: not a token of a {kind} list")
-    after = payload.get("after")
-    if not (isinstance(after, list) and len(after) == 2 and isinstance(after[1], str)):
-        raise bad_request(f"Invalid page token {token[:64]!r}")
+    except (binascii.Error, ValueError, UnicodeError, RecursionError):
+        raise bad_request(invalid) from None
+    if not isinstance(payload, dict) or payload.get("kind") != listable.kind:
+        raise bad_request(f"{invalid}: not a token of a {listable.kind} list")
+    require_json_value(payload, "page token")
+    sort_field, desc, after = payload.get("sort"), payload.get("desc"), payload.get("after")
+    scope = payload.get("scope") or {}
+    if (
+        not isinstance(sort_field, str)
+        or sort_field not in listable.fields
+        or not isinstance(desc, bool)
+        or not (isinstance(after, list) and len(after) == 2 and isinstance(after[1], str))
+        or not isinstance(scope, dict)
+        or not all(k in listable.fields and isinstance(v, str) for k, v in scope.items())
+        or not isinstance(payload.get("filter"), str | dict | None)
+    ):
+        raise bad_request(invalid)
+    position = after[0]
+    if listable.fields[sort_field].kind == TIME:
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise bad_request(invalid)
+        if not -INT64_MAX - 1 <= position <= INT64_MAX:
+            raise bad_request(invalid)
+    elif not isinstance(position, str):
+        raise bad_request(invalid)
     return payload
 
 
@@ -296,15 +343,18 @@ def build_query(
     size = parse_page_size(page_size)
     scope = {key: value for key, value in (scope or {}).items() if value}
     if page_token:
-        payload = decode_token(page_token, listable.kind)
-        sort_field = payload.get("sort")
-        if sort_field not in listable.fields:
-            raise bad_request(f"Invalid page token {page_token[:64]!r}")
+        payload = decode_token(page_token, listable)
+        sort_field = payload["sort"]
         filter_json = payload.get("filter")
-        scope = payload.get("scope") or {}
-        if not isinstance(scope, dict) or not all(isinstance(v, str) for v in scope.values()):
-            raise bad_request(f"Invalid page token {page_token[:64]!r}")
-        query = ListQuery(listable, size, sort_field, bool(payload.get("desc")), filter_json)
+        token_scope = payload.get("scope") or {}
+        for key, value in scope.items():  # e.g. the pipeline of /pipelines/{id}/versions
+            if token_scope.get(key) != value:
+                raise bad_request(
+                    f"Invalid page token {page_token[:64]!r}: it continues a list with "
+                    f"another {key}"
+                )
+        scope = token_scope
+        query = ListQuery(listable, size, sort_field, payload["desc"], filter_json)
         query.after = (payload["after"][0], payload["after"][1])
     else:
         sort_field, desc = parse_sort(listable, sort_by)

@@ -52,6 +52,8 @@ class Scheduler:
                 started.extend(self._fire_due(row, now))
             except ApiError as error:
                 log.warning("recurring run %s: %s", row["id"], error.message)
+            except Exception:  # one broken recurring run must not stop the others
+                log.exception("recurring run %s could not be scheduled", row["id"])
         return started
 
     def _fire_due(self, row: dict, now: int) -> list[str]:

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from kfadapter.localkfp import query as q
-from kfadapter.localkfp.apierrors import ApiError, bad_request, conflict, not_found
+from kfadapter.localkfp.apierrors import (
+    ApiError,
+    bad_request,
+    conflict,
+    not_found,
+    require_json_value,
+)
 from kfadapter.localkfp.packages import ir_of, normalize_spec, parse_package
 from kfadapter.localkfp.store import (
     ACTIVE_STATES,
@@ -941,18 +947,20 @@ class KfpService:
         source = self._resolve_source(body, "recurring_run")
         runtime_config = self._runtime_config(body, "recurring_run")
         _trigger, shown = parse_trigger(body.get("trigger"))
-        raw_concurrency = body.get("max_concurrency", 1)
-        try:
-            max_concurrency = int(raw_concurrency if raw_concurrency not in (None, "") else 1)
-        except (TypeError, ValueError):
-            raise bad_request(
-                f"max_concurrency must be an integer, got {raw_concurrency!r}"
-            ) from None
+        raw_concurrency = body.get("max_concurrency")
+        max_concurrency = (
+            1
+            if raw_concurrency in (None, "")
+            else q.parse_int64(raw_concurrency, "recurring_run.max_concurrency")
+        )
         if not 1 <= max_concurrency <= MAX_RECURRING_CONCURRENCY:
             raise bad_request(
                 "max_concurrency of a recurring run must be at least 1 and at most "
                 f"{MAX_RECURRING_CONCURRENCY}, got {max_concurrency}"
             )
+        no_catchup = body.get("no_catchup")
+        if no_catchup is not None and not isinstance(no_catchup, bool):
+            raise bad_request(f"recurring_run.no_catchup must be true or false, got {no_catchup!r}")
         mode = body.get("mode") or "ENABLE"
         if mode not in ("ENABLE", "DISABLE", "MODE_UNSPECIFIED"):
             raise bad_request(f"mode must be ENABLE or DISABLE, got {mode!r}")
@@ -969,7 +977,7 @@ class KfpService:
             "runtime_config": dumps(runtime_config) if runtime_config else None,
             "service_account": _text(body, "service_account", "recurring_run"),
             "max_concurrency": max_concurrency,
-            "no_catchup": 1 if body.get("no_catchup") else 0,
+            "no_catchup": 1 if no_catchup else 0,
             "trigger_spec": dumps({"shown": shown, "request": body.get("trigger")}),
             "status": "DISABLED" if mode == "DISABLE" else "ENABLED",
             "created_at": now,
@@ -1073,9 +1081,12 @@ def parse_json_body(raw: bytes) -> Any:
     if not raw or not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
     except ValueError as error:
         raise bad_request(f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise bad_request("request body is not valid JSON: it is nested too deeply") from None
+    return require_json_value(document, "request body")
 
 
 __all__ = ["ACTIVE_STATES", "DEFAULT_EXPERIMENT", "KfpService", "parse_json_body"]

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from kfadapter.localkfp.apierrors import bad_request
-from kfadapter.localkfp.timefmt import parse_rfc3339, to_rfc3339
+from kfadapter.localkfp.query import parse_int64
+from kfadapter.localkfp.timefmt import now_us, parse_rfc3339, to_rfc3339
 
 _US = 1_000_000
 _DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -107,15 +108,19 @@ def parse_trigger(raw: Any) -> tuple[Trigger, dict[str, Any]]:
         if not isinstance(expression, str) or not expression.strip():
             raise bad_request("cron_schedule.cron is missing")
         trigger = Trigger(cron=_cron_to_croniter(expression), start_us=start_us, end_us=end_us)
-        return trigger, {"cron_schedule": {**shown, "cron": expression}}
+        return _computable(trigger), {"cron_schedule": {**shown, "cron": expression}}
     interval = schedule.get("interval_second", schedule.get("intervalSecond"))
-    try:
-        seconds = int(interval)
-    except (TypeError, ValueError):
-        raise bad_request(
-            f"periodic_schedule.interval_second must be an integer, got {interval!r}"
-        ) from None
+    seconds = parse_int64(interval, "periodic_schedule.interval_second")
     if seconds <= 0:
         raise bad_request("periodic_schedule.interval_second must be positive")
     trigger = Trigger(interval_us=seconds * _US, start_us=start_us, end_us=end_us)
-    return trigger, {"periodic_schedule": {**shown, "interval_second": str(seconds)}}
+    return _computable(trigger), {"periodic_schedule": {**shown, "interval_second": str(seconds)}}
+
+
+def _computable(trigger: Trigger) -> Trigger:
+    """The trigger, if its next fire time can be computed (else it would fail every tick)."""
+    try:
+        trigger.next_after(max(now_us(), trigger.start_us or 0))
+    except (CroniterError, OverflowError, ValueError) as error:
+        raise bad_request(f"trigger never fires: {error}") from None
+    return trigger

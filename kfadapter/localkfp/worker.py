@@ -1,12 +1,14 @@
 """The child process that executes one run: its pipeline spec under kfp.local.
 
-Usage: ``python -m kfadapter.localkfp.worker SPEC.json PARAMS.json RUN_DIR --status-fd N``
+Usage: ``python -m kfadapter.localkfp.worker SPEC.json PARAMS.json RUN_DIR --status-fd N
+[--parent-pid PID]``
 
 It runs the pipeline with ``kfp.local`` and ``SubprocessRunner(use_venv=False)``, hooks into
 kfp.local's orchestration to record each task's start, end, state and output (one log file
 per task under RUN_DIR/logs), and reports progress to the parent as JSON lines on the file
 descriptor N (see `execution_protocol`). The executor starts it in its own session, so
-killing its process group also kills every component process.
+killing its process group also kills every component process. With ``--parent-pid`` it
+kills that group itself when the server dies without stopping it (see `watch_parent`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import argparse
 import collections
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +30,8 @@ from typing import Any, BinaryIO, TextIO
 from kfadapter.localkfp import execution_protocol as protocol
 
 _TAIL_LINES = 30
+PARENT_CHECK_SECONDS = 0.5
+"""How often the worker checks that the server that started it is still alive."""
 
 
 class StatusWriter:
@@ -220,6 +226,25 @@ def run_pipeline(
     )
 
 
+def watch_parent(parent_pid: int) -> threading.Thread:
+    """Kill this run's process group (the worker and its components) once the server is gone.
+
+    The worker runs in its own session so that terminating a run kills exactly its
+    processes; the flip side is that a server killed with SIGKILL (or crashing) would leave
+    them running for good. Orphaned, the worker is re-parented: that is the signal.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        print("the local KFP server that started this run is gone: stopping", file=sys.stderr)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="watch-server", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the run process."""
     parser = argparse.ArgumentParser(prog="python -m kfadapter.localkfp.worker")
@@ -227,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("parameters", type=Path, help="runtime parameters (JSON object)")
     parser.add_argument("run_dir", type=Path, help="directory for outputs and task logs")
     parser.add_argument("--status-fd", type=int, required=True, help="fd for JSON-line events")
+    parser.add_argument(
+        "--parent-pid", type=int, default=None, help="stop the run when this process is gone"
+    )
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        watch_parent(args.parent_pid)
 
     # Components start `python3 -m pip ...` and look up `pip`: the interpreter that has kfp
     # (ours) must come first on PATH even when the venv is not activated.

@@ -235,6 +235,12 @@ def test_list_runs_filters_sorts_and_pages(held_server) -> None:
         {"display_name": "x", "pipeline_spec": SPEC, "experiment_id": str(uuid.uuid4())},
         {"display_name": "x", "pipeline_version_reference": {"pipeline_version_id": "nope"}},
         {"display_name": "x", "pipeline_version_reference": {}},
+        {"display_name": "lone \ud800 surrogate", "pipeline_spec": SPEC},
+        {
+            "display_name": "x",
+            "pipeline_spec": SPEC,
+            "runtime_config": {"parameters": {"\udfff": 1}},
+        },
     ],
 )
 def test_bad_runs_are_refused_and_not_stored(held_server, body) -> None:

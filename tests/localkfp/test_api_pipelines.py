@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import uuid
@@ -35,6 +36,30 @@ def _upload(
         files={"uploadfile": (filename, data)},
         timeout=10,
     )
+
+
+_ALIAS_BOMB = (
+    "pipelineInfo: {name: bomb}\nroot:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 8))
+).encode()
+
+
+def _created_at_predicate(value: dict) -> str:
+    return json.dumps({"predicates": [{"key": "created_at", "operation": "GREATER_THAN", **value}]})
+
+
+def _token(change: dict) -> str:
+    """A page token as the server makes them (base64 JSON), with some parts changed."""
+    payload = {
+        "kind": "pipelines",
+        "sort": "created_at",
+        "desc": False,
+        "filter": None,
+        "scope": {},
+        "after": [0, "id"],
+        **change,
+    }
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
 def _kfp_error(response: requests.Response, status: int) -> dict:
@@ -174,6 +199,25 @@ def test_pagination_walks_every_page_without_loss_or_repeat(held_server) -> None
     assert [p.name for p in created.pipelines] == names
 
 
+def test_a_page_token_only_continues_its_own_list(held_server) -> None:
+    """A token from pipeline A's versions does not list A's versions under pipeline B."""
+    service = held_server.service
+    first, second = (
+        service.create_pipeline({"name": f"tokens-{uuid.uuid4().hex[:6]}"})["pipeline_id"]
+        for _ in range(2)
+    )
+    for pipeline_id in (first, second):
+        for n in range(3):
+            service.create_version(pipeline_id, {"name": f"v{n}", "pipeline_spec": SPEC})
+    url = f"{held_server.url}/apis/v2beta1/pipelines/{{}}/versions"
+    token = requests.get(url.format(first), params={"page_size": 1}).json()["next_page_token"]
+    rest = requests.get(url.format(first), params={"page_token": token}).json()
+    assert {v["pipeline_id"] for v in rest["pipeline_versions"]} == {first}
+    assert len(rest["pipeline_versions"]) == 2
+    body = _kfp_error(requests.get(url.format(second), params={"page_token": token}), 400)
+    assert "another pipeline_id" in body["message"]
+
+
 def test_filters_on_pipelines(held_server) -> None:
     client = client_for(held_server)
     namespace = _namespace()
@@ -243,6 +287,22 @@ def test_filters_on_pipelines(held_server) -> None:
         {"page_size": "many"},
         {"sort_by": "colour"},
         {"sort_by": "name upwards"},
+        # numbers SQLite cannot hold, and values that are not integers
+        {"filter": _created_at_predicate({"int_value": 10**30})},
+        {"filter": _created_at_predicate({"long_value": "1e400"})},
+        {"filter": _created_at_predicate({"int_value": 1.5})},
+        {"filter": _created_at_predicate({"int_value": True})},
+        {"filter": '{"predicates":[{"key":"name","operation":"EQUALS","string_value":"\\ud800"}]}'},
+        {"filter": "[" * 5_000 + "]" * 5_000},
+        # tampered page tokens: each part is checked before it reaches SQL
+        {"page_token": _token({"after": [{"a": 1}, "x"]})},
+        {"page_token": _token({"after": [10**30, "x"]})},
+        {"page_token": _token({"after": ["not-a-time", "x"]})},
+        {"page_token": _token({"sort": ["name"]})},
+        {"page_token": _token({"desc": "yes"})},
+        {"page_token": _token({"scope": {"colour": "x"}})},
+        {"page_token": _token({"filter": 7})},
+        {"page_token": _token({"kind": "runs"})},
     ],
 )
 def test_bad_list_arguments_are_kfp_400s(held_server, params) -> None:
@@ -270,6 +330,11 @@ def test_bad_uploads_store_nothing(held_server) -> None:
         (b"hello: world\n", "unknown fields"),
         (b"apiVersion: v1\nkind: Workflow\n", "not a KFP v2"),
         (b"{broken", "not valid YAML"),
+        # 1 KB of anchors and aliases that would expand to 10^8 nodes (and as many bytes)
+        (_ALIAS_BOMB, "anchors and aliases"),
+        (b"pipelineInfo: {name: p}\nroot: &r {dag: {tasks: *r}}\n", "recursive alias"),
+        (b"pipelineInfo: {name: p}\nroot: {dag: !!binary aGVsbG8=}\n", "not JSON"),
+        (b'pipelineInfo: {name: "\\ud800"}\nroot: {dag: {}}\n', "not valid YAML"),
     ]
     for data, words in cases:
         body = _kfp_error(_upload(held_server, f"bad-{uuid.uuid4().hex[:6]}", data), 400)

@@ -12,10 +12,17 @@ from pathlib import Path
 import kfp_server_api
 import pytest
 import requests
+import yaml
 
 from kfadapter.localkfp.store import RESTART_ERROR, Store, dumps
 from kfadapter.localkfp.timefmt import now_us
 from tests.localkfp.conftest import HeldExecutor, client_for
+from tests.localkfp.processes import (
+    DEADLINE_SECONDS,
+    live_group_members,
+    wait_group_gone,
+    worker_pid,
+)
 
 SPEC = {
     "pipelineInfo": {"name": "tiny"},
@@ -127,6 +134,66 @@ def test_state_survives_a_restart_and_active_runs_are_failed(make_server, tmp_pa
         )
         == 1
     )
+
+
+def _start_cli_server(data_dir: Path, log_file: Path) -> tuple[subprocess.Popen, str]:
+    """`kfadapter local-kfp` in a child process on a free port: the process and its URL."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from kfadapter.localkfp.server import main; raise SystemExit(main())",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
+    line = process.stdout.readline()
+    assert line.startswith("local KFP server: http://127.0.0.1:"), line
+    return process, line.split(": ", 1)[1].strip()
+
+
+def test_runs_of_a_killed_server_are_stopped_and_failed_on_restart(
+    make_server, compiled, tmp_path
+) -> None:
+    """SIGKILL the server mid-run: its run's processes end by themselves, the run ends FAILED."""
+    data_dir = tmp_path / "data"
+    process, url = _start_cli_server(data_dir, tmp_path / "server.log")
+    try:
+        run = requests.post(
+            f"{url}/apis/v2beta1/runs",
+            json={
+                "display_name": "outlives its server?",
+                "pipeline_spec": yaml.safe_load(compiled["sleeps"].read_text()),
+                "runtime_config": {"parameters": {"seconds": 600}},
+            },
+            timeout=10,
+        ).json()
+        pgid = os.getpgid(worker_pid(data_dir / "runs" / run["run_id"]))
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while len(live_group_members(pgid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the task's own processes have started too
+        assert len(live_group_members(pgid)) >= 2
+        process.kill()
+        process.wait(timeout=20)
+        assert wait_group_gone(pgid), "the run's processes outlived the killed server"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+    restarted = make_server(data_dir)
+    after = requests.get(f"{restarted.url}/apis/v2beta1/runs/{run['run_id']}").json()
+    assert after["state"] == "FAILED"
+    assert after["error"]["message"] == RESTART_ERROR
 
 
 def test_fail_interrupted_runs_marks_running_tasks(tmp_path) -> None:

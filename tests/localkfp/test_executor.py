@@ -14,8 +14,12 @@ import pytest
 import yaml
 
 from kfadapter.localkfp.executor import FINAL_STATES, RunExecutor, RunUpdate
-
-DEADLINE_SECONDS = 60.0
+from tests.localkfp.processes import (
+    DEADLINE_SECONDS,
+    live_group_members,
+    wait_group_gone,
+    worker_pid,
+)
 
 
 class Updates:
@@ -62,38 +66,9 @@ def tasks_by_name(update: RunUpdate) -> dict[str, dict]:
     return {task["display_name"]: task for task in update.task_details}
 
 
-def worker_pid(run_id: str) -> int:
-    """The run's worker process, found from outside as an operator would (its command line)."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"kfadapter.localkfp.worker" in command and any(
-                part.endswith(f"/runs/{run_id}".encode()) for part in command
-            ):
-                return int(entry.name)
-        time.sleep(0.05)
-    raise AssertionError(f"no worker process for run {run_id}")
-
-
-def group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_group_gone(pgid: int) -> bool:
-    deadline = time.monotonic() + 10
-    while group_exists(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not group_exists(pgid)
+def worker_of(tmp_path: Path, run_id: str) -> int:
+    """The worker of a run of the `make_executor` executor (data dir tmp_path/data)."""
+    return worker_pid(tmp_path / "data" / "runs" / run_id)
 
 
 def wait_component_running(executor: RunExecutor, run_id: str, node_id: str) -> None:
@@ -185,12 +160,12 @@ def test_runs_succeed_and_fail_with_real_task_details_and_logs(compiled, make_ex
     assert all(name.startswith("kfp-run-updates") for name in updates.threads)
 
 
-def test_terminate_kills_the_process_group_and_cancels(compiled, make_executor, updates):
+def test_terminate_kills_the_process_group_and_cancels(compiled, make_executor, updates, tmp_path):
     executor = make_executor(2)
     executor.submit("long", spec_of(compiled["sleeps"]), {"seconds": 600})
     wait_component_running(executor, "long", "sleep-for")
-    pgid = os.getpgid(worker_pid("long"))
-    assert group_exists(pgid)
+    pgid = os.getpgid(worker_of(tmp_path, "long"))
+    assert len(live_group_members(pgid)) > 1  # the worker and its component's processes
 
     assert executor.terminate("long") is True
     final = updates.final("long")
@@ -204,14 +179,16 @@ def test_terminate_kills_the_process_group_and_cancels(compiled, make_executor, 
     assert executor.terminate("never-submitted") is False
 
 
-def test_terminate_also_kills_components_that_ignore_sigterm(compiled, make_executor, updates):
+def test_terminate_also_kills_components_that_ignore_sigterm(
+    compiled, make_executor, updates, tmp_path
+):
     spec = spec_of(compiled["sleeps"])
     command = spec["deploymentSpec"]["executors"]["exec-sleep-for"]["container"]["command"]
     command[2] = "trap '' TERM\n" + command[2]  # the component (and its python) ignore SIGTERM
     executor = make_executor(1)
     executor.submit("stubborn", spec, {"seconds": 600})
     wait_component_running(executor, "stubborn", "sleep-for")
-    pgid = os.getpgid(worker_pid("stubborn"))
+    pgid = os.getpgid(worker_of(tmp_path, "stubborn"))
 
     assert executor.terminate("stubborn") is True
     assert updates.final("stubborn").state == "CANCELED"
@@ -245,11 +222,11 @@ def test_runs_beyond_the_limit_wait_pending_in_order(compiled, make_executor, up
     assert executor.log_path("cancelled-while-queued", "sleep-for") is None
 
 
-def test_a_worker_killed_from_outside_fails_the_run(compiled, make_executor, updates):
+def test_a_worker_killed_from_outside_fails_the_run(compiled, make_executor, updates, tmp_path):
     executor = make_executor(2)
     executor.submit("victim", spec_of(compiled["sleeps"]), {"seconds": 600})
     wait_component_running(executor, "victim", "sleep-for")
-    pid = worker_pid("victim")
+    pid = worker_of(tmp_path, "victim")
     os.kill(pid, signal.SIGKILL)
 
     final = updates.final("victim")
@@ -269,12 +246,12 @@ def test_bad_parameters_fail_the_run_with_the_reason(compiled, make_executor, up
     assert final.task_details == []
 
 
-def test_shutdown_ends_active_and_queued_runs(compiled, make_executor, updates):
+def test_shutdown_ends_active_and_queued_runs(compiled, make_executor, updates, tmp_path):
     executor = make_executor(1)
     executor.submit("active", spec_of(compiled["sleeps"]), {"seconds": 600})
     executor.submit("queued", spec_of(compiled["sleeps"]), {"seconds": 600})
     updates.wait_for("active", lambda u: bool(u.task_details), "task started")
-    pgid = os.getpgid(worker_pid("active"))
+    pgid = os.getpgid(worker_of(tmp_path, "active"))
 
     executor.shutdown()
     active, queued = updates.final("active"), updates.final("queued")

@@ -54,6 +54,18 @@ def test_platform_spec_document_is_kept_apart() -> None:
     assert parse_package(text.encode()) == {"pipeline_spec": SPEC, "platform_spec": PLATFORM}
 
 
+def test_yaml_anchors_and_dates_read_as_kfp_reads_them() -> None:
+    """Anchors used a few times are fine; an unquoted date stays text (KFP reads YAML as JSON)."""
+    text = (
+        b"pipelineInfo: &info {name: p, description: 2024-01-02}\n"
+        b"root: {dag: {tasks: {}}, x: *info, y: *info}\n"
+    )
+    spec = parse_package(text)
+    assert spec["pipelineInfo"] == {"name": "p", "description": "2024-01-02"}
+    assert spec["root"]["x"] == spec["root"]["y"] == spec["pipelineInfo"]
+    assert json.loads(json.dumps(spec)) == spec
+
+
 @pytest.mark.parametrize(
     ("data", "words"),
     [
@@ -72,6 +84,8 @@ def test_platform_spec_document_is_kept_apart() -> None:
         (_zip({"a.yaml": b"x", "b.yaml": b"y"}), "several"),
         (_zip({"notes.txt": b"x"}), "no pipeline"),
         (b"\xff\xfe\x00binary", "UTF-8"),
+        (b"pipelineInfo: {name: p}\nroot: {dag: !!set {a, b}}\n", "not JSON"),
+        (b"pipelineInfo: {name: p}\nroot: " + b"[" * 3000 + b"]" * 3000, "nested too deeply"),
     ],
 )
 def test_bad_packages_are_bad_requests_saying_why(data: bytes, words: str) -> None:

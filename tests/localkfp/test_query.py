@@ -100,3 +100,18 @@ def test_page_token_round_trip_and_rejections() -> None:
         assert error.value.status == 400
     with pytest.raises(ApiError):
         q.build_query(RUNS, page_size=5, page_token=token, sort_by="", filter_json=None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(5, 5), ("-7", -7), (" 12 ", 12), (3.0, 3), (2**63 - 1, 2**63 - 1)],
+)
+def test_int64_values_as_proto3_json_gives_them(value, expected) -> None:
+    assert q.parse_int64(value, "x") == expected
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "+-5", "²", "1e3", None, [], 2**63, "nan"])
+def test_values_that_are_not_int64_are_bad_requests(value) -> None:
+    with pytest.raises(ApiError) as error:
+        q.parse_int64(value, "x")
+    assert error.value.status == 400

@@ -85,6 +85,20 @@ def test_recurring_run_api_with_kfp_client(held_server, compiled) -> None:
         {"display_name": ""},
         {"pipeline_spec": None},
         {"mode": "SOMETIMES"},
+        # mistyped values are refused, not read loosely ("false" is not true, 1.5 is not 1)
+        {"no_catchup": "false"},
+        {"max_concurrency": 1.5},
+        {"max_concurrency": True},
+        {"trigger": {"periodic_schedule": {"interval_second": 1.7}}},
+        {"trigger": {"periodic_schedule": {"interval_second": True}}},
+        {"trigger": {"periodic_schedule": {"interval_second": str(10**30)}}},
+        # triggers whose next time cannot be computed would fail every scheduler tick
+        {"trigger": {"cron_schedule": {"cron": "0 0 0 31 2 *"}}},
+        {
+            "trigger": {
+                "cron_schedule": {"cron": "0 0 0 * * *", "start_time": "9999-12-31T23:59:59Z"}
+            }
+        },
     ],
 )
 def test_bad_recurring_runs_are_refused(held_server, extra) -> None:
@@ -99,6 +113,18 @@ def test_bad_recurring_runs_are_refused(held_server, extra) -> None:
     response = requests.post(url, json=body)
     assert response.status_code == 400, response.text
     assert requests.get(url).json()["total_size"] == before
+
+
+def test_a_broken_recurring_run_does_not_stop_the_others(manual) -> None:
+    """A recurring run whose stored trigger cannot be read is skipped; the others still fire."""
+    broken = _create(manual, {"periodic_schedule": {"interval_second": "10"}})
+    manual.store.update("recurring_runs", broken["recurring_run_id"], trigger_spec="{cut short")
+    healthy = _create(manual, {"periodic_schedule": {"interval_second": "10"}})
+    start = manual.store.get("recurring_runs", healthy["recurring_run_id"])["created_at"]
+    started = manual._scheduler.tick(start + 15 * S)
+    assert [r["run_id"] for r in _runs_of(manual, healthy["recurring_run_id"])] == started
+    assert len(started) == 1
+    assert _runs_of(manual, broken["recurring_run_id"]) == []
 
 
 def test_catch_up_honours_max_concurrency(manual) -> None:
