@@ -20,8 +20,10 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
+from kfadapter.serving import protocol_error_body
 from kfadapter.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -129,6 +131,17 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it rejects itself (414, 431, bad request line...),
+    in the adapter's JSON error shape instead of gunicorn's HTML page."""
+    body = protocol_error_body(status_int, mesg or reason)
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 class AdapterApplication(BaseApplication):
     """Gunicorn application serving `create_app(settings)` in every worker."""
 
@@ -145,4 +158,7 @@ class AdapterApplication(BaseApplication):
         from kfadapter.app import create_app
 
         observability.configure_logging(self.settings)
+        # gunicorn writes its own protocol-level rejections through util.write_error; this
+        # worker process answers them in JSON, like every other error.
+        gunicorn_util.write_error = write_json_error
         return create_app(self.settings)

@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from http import HTTPStatus
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+def protocol_error_body(status: int, message: str) -> bytes:
+    """The JSON answer to a request rejected before it reaches the app (both error styles:
+    the adapter's {"status", "message"} and KFP's {"code", "error"})."""
+    body = {"status": status, "message": message, "code": status, "error": message}
+    return json.dumps(body).encode("utf-8")
+
+
+class JsonErrorRequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler, answering malformed requests (414, 400, ...) in JSON, not HTML."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        text = message or phrase
+        self.log_error("code %d, message %s", code, text)
+        self.send_response(code, phrase)
+        self.send_header("Connection", "close")
+        body = b""
+        if code >= 200 and code not in (204, 304):
+            body = protocol_error_body(code, text)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
 
 
 class ServerThread:
     """A threaded Werkzeug server on host:port (port 0 picks a free one), in a daemon thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=JsonErrorRequestHandler
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"http-{self.port}", daemon=True
         )

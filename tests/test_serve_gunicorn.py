@@ -220,3 +220,12 @@ def test_workers_keep_heartbeat_and_metrics_files_in_memory(served):
         assert any(f.startswith("/dev/shm/wgunicorn-") for f in files), files
     maps = [Path(f"/proc/{pid}/maps").read_text() for pid in workers]
     assert any("/dev/shm/kfadapter-metrics-" in worker_maps for worker_maps in maps)
+
+
+def test_requests_gunicorn_rejects_itself_get_json_not_html(served):
+    """A URL over gunicorn's request-line limit is answered 414 in the JSON error shape."""
+    _, url = served
+    response = requests.get(f"{url}/pipelines?filter={'x' * 10_000}", timeout=30)
+    assert response.status_code == 414
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["status"] == 414

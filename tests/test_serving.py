@@ -1,0 +1,44 @@
+"""The in-process server answers requests it rejects itself in JSON, not HTML."""
+
+import socket
+
+import pytest
+import requests
+
+from kfadapter.app import create_app
+from kfadapter.serving import ServerThread
+from kfadapter.settings import Settings
+
+
+@pytest.fixture
+def adapter_url():
+    server = ServerThread(
+        create_app(Settings(kfp_endpoint="http://127.0.0.1:9/pipeline", tracking_enabled=False))
+    ).start()
+    yield server.url
+    server.stop()
+
+
+def test_overlong_url_is_a_json_414(adapter_url):
+    response = requests.get(f"{adapter_url}/pipelines?filter={'x' * 70_000}", timeout=10)
+    assert response.status_code == 414
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {
+        "status": 414,
+        "message": "Request-URI Too Long",
+        "code": 414,
+        "error": "Request-URI Too Long",
+    }
+
+
+def test_malformed_request_line_is_a_json_400(adapter_url):
+    host, port = adapter_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b'GET /x"y z w HTTP/1.1\r\n\r\n')
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400")
+    assert b"Content-Type: application/json" in head
+    assert b'"status": 400' in body
