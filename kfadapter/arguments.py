@@ -4,7 +4,8 @@ The training manager sends every argument as a string, named its own way (`model
 `modelVersion`, ...). `map_arguments` fills the parameters the pipeline version actually
 declares (`pipeline_spec.root.inputDefinitions.parameters`):
 
-- argument names match parameter names case-insensitively;
+- argument names match parameter names case-insensitively (an exact match wins over
+  other case variants); an argument whose value is JSON null counts as not given;
 - `featurepath`, when declared and not given, is `<featuregroup_name>_<trainingjob_id>`;
 - string values are converted to the declared type (NUMBER_INTEGER, NUMBER_DOUBLE,
   BOOLEAN, STRING, LIST and STRUCT from JSON);
@@ -23,6 +24,11 @@ from typing import Any
 from kfadapter.errors import BadRequest
 
 FEATUREPATH = "featurepath"
+
+# KFP's NUMBER_INTEGER is an int64.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Longest number text read (a 64-bit integer written out in full, with room for "e" forms).
+MAX_NUMBER_TEXT = 64
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
@@ -99,14 +105,18 @@ def map_arguments(
     """Fill the declared parameters from the arguments; BadRequest naming what is wrong."""
     by_lower: dict[str, tuple[str, Any]] = {}
     for name, value in arguments.items():
-        by_lower.setdefault(str(name).lower(), (name, value))
+        if value is not None:  # JSON null: not given
+            by_lower.setdefault(str(name).lower(), (name, value))
     used: set[str] = set()
     mapped = MappedArguments()
     missing: list[str] = []
     invalid: list[str] = []
     for parameter in declared:
         name = parameter["name"]
-        match = by_lower.get(name.lower())
+        if arguments.get(name) is not None:
+            match: tuple[str, Any] | None = (name, arguments[name])
+        else:
+            match = by_lower.get(name.lower())
         if match is None and name.lower() == FEATUREPATH:
             derived = _featurepath(by_lower, trainingjob_id)
             if derived is not None:
@@ -174,13 +184,26 @@ def _featurepath(by_lower: dict[str, tuple[str, Any]], trainingjob_id: str | Non
 
 
 def _integer(value: Any) -> int:
+    """A whole number within KFP's int64 range, from an int, a whole float or a decimal text."""
+    number = _whole_number(value)
+    if number is None:
+        raise ValueError(f"expected an integer, got {_short(value)}")
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"expected a 64-bit integer, got {_short(value)}")
+    return number
+
+
+def _whole_number(value: Any) -> int | None:
+    """The whole number a value states, or None (booleans and fractions are not)."""
     if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
+        return None
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
     text = str(value).strip()
+    if not text.isascii() or "_" in text or len(text) > MAX_NUMBER_TEXT:
+        return None
     try:
         return int(text)
     except ValueError:
@@ -188,21 +211,25 @@ def _integer(value: Any) -> int:
     try:
         number = float(text)
     except ValueError:
-        raise ValueError(f"expected an integer, got {value!r}") from None
-    if number.is_integer():
-        return int(number)
-    raise ValueError(f"expected an integer, got {value!r}")
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def _short(value: Any) -> str:
+    """A value's repr, cut to a length fit for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _double(value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {_short(value)}")
     try:
         number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"expected a number, got {_short(value)}") from None
     if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
+        raise ValueError(f"expected a finite number, got {_short(value)}")
     return number
 
 
@@ -214,16 +241,21 @@ def _boolean(value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError(f"expected true or false, got {_short(value)}")
 
 
 def _json_value(value: Any, kind: type, described: str) -> Any:
     if isinstance(value, kind):
         return value
     try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
+        parsed = json.loads(value, parse_constant=_no_constant) if isinstance(value, str) else None
+    except (ValueError, RecursionError):
         parsed = None
     if not isinstance(parsed, kind):
-        raise ValueError(f"expected {described}, got {value!r}")
+        raise ValueError(f"expected {described}, got {_short(value)}")
     return parsed
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON values."""
+    raise ValueError(f"{name} is not a JSON value")

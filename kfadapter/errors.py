@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ def register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         message = error.description or HTTPStatus(status).phrase
         if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"request body is larger than the limit of {limit} bytes"
+            message = _too_large_message(app)
         response = json_error(status, message)
         if status == HTTPStatus.METHOD_NOT_ALLOWED and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
@@ -92,3 +91,17 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception):
         log.exception("unhandled error")
         return json_error(500, "internal error; see the adapter's log")
+
+
+def _too_large_message(app: Flask) -> str:
+    """Why a request is too large: its body, or (within the body limit) a form field or parts."""
+    limit = app.config.get("MAX_CONTENT_LENGTH")
+    length = request.content_length
+    if limit is None or length is None or length > limit:
+        return f"request body is larger than the limit of {limit} bytes"
+    return (
+        "the multipart form is too large: a field other than the file (or a part's headers) "
+        "is longer than "
+        f"{app.config.get('MAX_FORM_MEMORY_SIZE')} bytes, or the form has more than "
+        f"{app.config.get('MAX_FORM_PARTS')} parts"
+    )

@@ -356,6 +356,26 @@ class KfConnect:
         )
         return flatten_experiment(answer)
 
+    def find_or_create_experiment(
+        self, name: str, description: str | None = None
+    ) -> dict[str, Any]:
+        """The experiment with this name, created when missing.
+
+        When another caller creates it at the same moment, KFP answers 409 to one of
+        the two: that one then reads the experiment the other created.
+        """
+        found = self.find_experiment(name)
+        if found is not None:
+            return found
+        try:
+            return self.create_experiment(name, description)
+        except Conflict:
+            found = self.find_experiment(name)
+            if found is None:
+                raise
+            log.info("experiment %r was created meanwhile by another caller", name)
+            return found
+
     def create_experiment(self, name: str, description: str | None = None) -> dict[str, Any]:
         """Create an experiment; Conflict when the name is taken."""
         body = {"display_name": name, "description": description or ""}
@@ -524,6 +544,8 @@ class KfConnect:
 
     def task_log(self, run_id: str, node_id: str) -> str:
         """A task's log text from KFP's `/apis/v1alpha1/runs/{run}/nodes/{node}/log`."""
+        subject = f"log of task {node_id!r} of run {run_id!r}"
+        _refuse_dot_segments((run_id, node_id), subject)
 
         def fetch(**options: Any) -> Any:
             return self._api().api_client.call_api(
@@ -540,7 +562,7 @@ class KfConnect:
             "get_run_log",
             fetch,
             read=True,
-            subject=f"log of task {node_id!r} of run {run_id!r}",
+            subject=subject,
             parse=_text_body,
         )
 
@@ -582,6 +604,7 @@ class KfConnect:
     def _read(self, operation: str, method: Callable[..., Any], *args: Any, **params: Any) -> Any:
         """A KFP call that only reads: retried on connection errors."""
         subject = params.pop("subject", None)
+        _refuse_dot_segments(args, subject or operation)
         return self._call(
             operation,
             lambda **options: method(*args, **_present(params), **options),
@@ -592,6 +615,7 @@ class KfConnect:
     def _write(self, operation: str, method: Callable[..., Any], *args: Any, **params: Any) -> Any:
         """A KFP call that changes something: never retried blindly."""
         subject = params.pop("subject", None)
+        _refuse_dot_segments(args, subject or operation)
         return self._call(
             operation,
             lambda **options: method(*args, **_present(params), **options),
@@ -848,6 +872,16 @@ def _in_filter(key: str, values: Collection[str]) -> str:
     return json.dumps(
         {"predicates": [{"key": key, "operation": "IN", "string_values": {"values": list(values)}}]}
     )
+
+
+def _refuse_dot_segments(path_values: tuple[Any, ...], subject: str) -> None:
+    """NotFound for an id of "." or "..": in KFP's URL it would name another route.
+
+    The generated client quotes path values but leaves dots alone, and urllib3 removes
+    dot segments, so `get_run(".")` would GET KFP's list of runs. No KFP id is a dot.
+    """
+    if any(isinstance(value, str) and value in (".", "..") for value in path_values):
+        raise NotFound(f"{subject} not found")
 
 
 def _looks_like_id(text: str) -> bool:

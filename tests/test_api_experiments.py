@@ -49,6 +49,8 @@ def test_unknown_experiment_is_404(adapter):
         ('{"name": 3}', "'name' must be a string, got int"),
         ('{"name": "  "}', "name must be a non-empty string"),
         ('{"name": "ok", "description": 5}', "'description' must be a string"),
+        ('{"name": "ok", "description": "%s"}' % ("d" * 1001), "longer than 1000 characters"),
+        ('{"name": "ok", "description": "a\\u0000b"}', "contains a NUL character"),
     ],
 )
 def test_bad_experiment_bodies_are_400(adapter, payload, fragment):

@@ -70,6 +70,8 @@ def test_pages_pass_through_when_asked_for(adapter, uploaded):
         ({"page_size": "0"}, "between 1 and"),
         ({"page_size": "100000"}, "between 1 and"),
         ({"filter": "{not json"}, "filter must be KFP's filter JSON"),
+        ({"filter": "[" * 3000 + "]" * 3000}, "nests more than 100 levels"),
+        ({"filter": "[" * 150 + "]" * 150}, "nests more than 100 levels"),
         ({"page_token": "garbage-token"}, ""),
         ({"sort_by": "no_such_field"}, ""),
     ],
@@ -211,6 +213,8 @@ def test_uploads_with_bad_content_are_400_and_store_nothing(adapter):
         "a list": b"- 1\n- 2\n",
         "broken yaml": b"key: [unclosed\n",
         "binary": bytes(range(256)) * 4,
+        "deeply nested list": b"[" * 100_000,
+        "deeply nested mapping": b"pipelineInfo: " + b"{a: " * 20_000,
     }
     for label, content in cases.items():
         answer = adapter.post(f"/pipelineIds/{name}", files={"file": ("file", content)})
@@ -283,3 +287,33 @@ def test_version_name_for_a_new_pipeline_is_400_and_creates_nothing(adapter, com
         )
     assert "does not exist yet" in _json(answer, 400)["message"]
     _json(adapter.get(f"/pipelineIds/{name}"), 404)
+
+
+@pytest.mark.parametrize(
+    ("description", "fragment"),
+    [
+        ("d" * 1001, "description is longer than 1000 characters (1001)"),
+        ("bad\x00byte", "description contains a NUL character"),
+    ],
+)
+def test_bad_descriptions_are_400_and_store_nothing(adapter, compiled, description, fragment):
+    # KFP takes the description in its upload URL's query string: a long one was a 502 (414).
+    name = unique("described")
+    answer = tm_upload(adapter, name, compiled["sleeps"], description=description)
+    assert fragment in _json(answer, 400)["message"]
+    _json(adapter.get(f"/pipelineIds/{name}"), 404)
+
+
+def test_a_long_multiline_description_within_the_limit_is_kept(adapter, compiled):
+    description = "line one\nline two\t" + "ü" * 970
+    uploaded = _json(tm_upload(adapter, unique("described"), compiled["sleeps"], description))
+    assert _json(adapter.get(f"/pipelines/{uploaded['id']}"))["description"] == description
+
+
+def test_a_form_with_too_many_parts_is_413_saying_so(adapter, compiled):
+    parts = [("file", ("file", compiled["sleeps"].read_bytes()))]
+    parts += [(f"extra{i}", (None, "x")) for i in range(1001)]
+    answer = adapter.post(f"/pipelineIds/{unique('parts')}", files=parts)
+    body = _json(answer, 413)
+    assert "more than 1000 parts" in body["message"]
+    assert "larger than the limit" not in body["message"]

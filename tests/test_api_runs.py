@@ -200,3 +200,42 @@ def test_kfp_calls_grow_with_pages_not_runs(crowded_kfp, compiled, tmp_path):
     finally:
         adapter.stop()
     assert counts == {10: 1, 450: math.ceil(450 / PAGE_SIZE)}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("GET", "/runs/.", "run '.' not found"),
+        ("GET", "/runs/..", "run '..' not found"),
+        ("DELETE", "/runs/.", "run '.' not found"),
+        ("GET", "/runs/./logs", "run '.' not found"),
+        ("GET", "/recurringruns/.", "recurring run '.' not found"),
+        ("GET", "/recurringruns/%2E%2E", "recurring run '..' not found"),
+    ],
+)
+def test_dot_ids_are_404_and_never_reach_another_kfp_route(adapter, method, path, message):
+    # http.client sends the path as written (requests would remove the dot segments).
+    # Passed on, "runs/." would become KFP's list of runs and answer 200 with an empty run.
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    mark = adapter.proxy.mark()
+    request_id = unique("dots")
+    connection = http.client.HTTPConnection(urlsplit(adapter.url).netloc, timeout=30)
+    try:
+        connection.request(method, path, headers={"X-Request-ID": request_id})
+        answer = connection.getresponse()
+        body = json.loads(answer.read())
+    finally:
+        connection.close()
+    assert answer.status == 404
+    assert answer.getheader("Content-Type") == JSON
+    assert body == {"status": 404, "message": message}
+
+    def sent() -> list:
+        return [c for c in adapter.proxy.since(mark) if c.headers.get("X-Request-Id") == request_id]
+
+    assert sent() == []
+    adapter.get("/runs/no-such-run", headers={"X-Request-ID": request_id})
+    assert len(sent()) == 1  # an ordinary id does reach KFP, tagged with the request id

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import requests
 
 from kfadapter.app import create_app
+from kfadapter.kfconnect import PAGE_SIZE
 from kfadapter.serving import ServerThread
 from tests.adapter_fixtures import *  # noqa: F403
 from tests.adapter_fixtures import unique, wait_for_state
@@ -129,6 +131,11 @@ def test_newest_version_when_no_version_is_named(adapter, uploaded):
         ('{"pipeline_name": "p", "arguments": []}', "'arguments' must be a JSON object"),
         ('{"pipeline_name": "p", "arguments": {}, "pipeline_version": 2}', "must be a string"),
         ('{"pipeline_name": "p", "arguments": {}, "experiment_name": []}', "must be a string"),
+        ("[" * 100_000 + "]" * 100_000, "more than 100 levels deep"),
+        ('{"a": ' * 20_000 + "1" + "}" * 20_000, "more than 100 levels deep"),
+        ('{"pipeline_name": "p", "arguments": {"a": ' + "[" * 150 + "]" * 150 + "}}", "levels"),
+        ('{"pipeline_name": "p", "arguments": {"a": NaN}}', "NaN is not a JSON value"),
+        ('{"pipeline_name": "p", "arguments": {"a": -Infinity}}', "Infinity is not a JSON"),
     ],
 )
 def test_malformed_bodies_are_400_saying_what_is_wrong(adapter, data, fragment):
@@ -138,6 +145,18 @@ def test_malformed_bodies_are_400_saying_what_is_wrong(adapter, data, fragment):
     assert answer.status_code == 400, answer.text
     assert answer.headers["Content-Type"] == JSON
     assert fragment in answer.json()["message"]
+
+
+def test_null_and_out_of_range_arguments_are_400_not_passed_on(adapter, uploaded):
+    job = unique("nulls")
+    pipeline = uploaded["qoe_training"]
+    arguments = tm_arguments(job, epochs="3") | {"modelName": None, "featuregroup_name": None}
+    answer = execute(adapter, job, pipeline, arguments)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["missing_parameters"] == ["featurepath", "modelname"]
+    answer = execute(adapter, job, pipeline, tm_arguments(job, epochs="9223372036854775808"))
+    assert answer.status_code == 400, answer.text
+    assert "epochs: expected a 64-bit integer" in answer.json()["message"]
 
 
 def test_non_utf8_body_is_400(adapter):
@@ -200,6 +219,7 @@ def test_executed_runs_are_tracked_and_terminated_ones_untracked(tracked_adapter
     assert tracked.status_code == 200, tracked.text
     assert tracked.json()["run_id"] == body["run_id"]
     assert tracked.json()["pipeline_name"] == uploaded["sleeps"]
+    assert tracked.json()["run_state"] in {"PENDING", "RUNNING"}  # known before any poll
     listed = adapter.get("/trainingjobs", params={"notification_status": "waiting"}).json()
     assert body["run_id"] in {job["run_id"] for job in listed["trainingjobs"]}
     assert adapter.delete(f"/runs/{body['run_id']}").status_code == 200
@@ -242,3 +262,44 @@ def test_a_run_that_cannot_be_tracked_is_terminated_and_reported(adapter, upload
     assert "disk full" in body["message"] and body["run_terminated"] is True
     run = wait_for_state(adapter, body["run_id"])
     assert run["state"] == "CANCELED"
+
+
+def test_the_tm_calls_cost_a_fixed_number_of_kfp_calls(adapter, uploaded):
+    """No KFP call per pipeline, version or experiment: each TM call costs a fixed few."""
+    pipeline = uploaded["qoe_training"]
+
+    def kfp_calls(method: str, path: str, **kwargs) -> list[str]:
+        request_id = unique("count")
+        mark = adapter.proxy.mark()
+        answer = adapter.app.test_client().open(
+            path, method=method, headers={"X-Request-ID": request_id}, **kwargs
+        )
+        assert answer.status_code == 200, answer.json
+        calls = adapter.proxy.since(mark)
+        return sorted(
+            f"{c.method} {c.path.split('?')[0].removeprefix('/pipeline/apis/v2beta1')}"
+            for c in calls
+            if c.headers.get("X-Request-Id") == request_id
+        )
+
+    job = unique("counted")
+    body = {
+        "pipeline_name": pipeline,
+        "pipeline_version": pipeline,
+        "experiment_name": "Default",
+        "arguments": tm_arguments(job, epochs="1"),
+    }
+    pipeline_id = adapter.get(f"/pipelineIds/{pipeline}").json()["id"]
+    assert kfp_calls("POST", f"/trainingjobs/{job}/execution", json=body) == [
+        "GET /experiments",
+        "GET /pipelines",
+        f"GET /pipelines/{pipeline_id}/versions",
+        "POST /runs",
+    ]
+    pages = math.ceil(adapter.get("/pipelines").json()["total_size"] / PAGE_SIZE)
+    assert kfp_calls("GET", "/pipelines") == ["GET /pipelines"] * pages
+    assert kfp_calls("GET", "/experiments") == ["GET /experiments"]
+    assert kfp_calls("GET", f"/pipelines/{pipeline}/versions") == [
+        "GET /pipelines",
+        f"GET /pipelines/{pipeline_id}/versions",
+    ]

@@ -196,3 +196,45 @@ def test_first_of_case_variants_wins_and_others_are_ignored():
     mapped = map_arguments(declared, {"Name": "a", "NAME": "b"})
     assert mapped.parameters == {"name": "a"}
     assert mapped.ignored == ["NAME"]
+
+
+def test_an_exact_name_wins_over_case_variants():
+    declared = declared_parameters(_typed_spec(epochs={"parameterType": "NUMBER_INTEGER"}))
+    mapped = map_arguments(declared, {"EPOCHS": "2", "epochs": "3"})
+    assert mapped.parameters == {"epochs": 3}
+    assert mapped.ignored == ["EPOCHS"]
+
+
+def test_null_arguments_count_as_not_given(compiled):
+    declared = declared_parameters(_spec(compiled, "qoe_training"))
+    arguments = {**TM_ARGUMENTS, "modelName": None, "featuregroup_name": None}
+    with pytest.raises(BadRequest) as caught:
+        map_arguments(declared, arguments, trainingjob_id="job-7")
+    assert caught.value.details["missing_parameters"] == ["featurepath", "modelname"]
+    optional = declared_parameters(_spec(compiled, "sleeps"))
+    assert map_arguments(optional, {"seconds": None}).parameters == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("9223372036854775808", "NUMBER_INTEGER"),
+        (-(2**63) - 1, "NUMBER_INTEGER"),
+        (1e308, "NUMBER_INTEGER"),
+        ("1e30", "NUMBER_INTEGER"),
+        ("1_000", "NUMBER_INTEGER"),
+        ("٣", "NUMBER_INTEGER"),
+        pytest.param(10**400, "NUMBER_DOUBLE", id="huge-int-as-double"),
+        ('{"a": NaN}', "STRUCT"),
+        pytest.param("[" * 5000 + "]" * 5000, "LIST", id="deep-list"),
+    ],
+)
+def test_convert_rejects_what_kfp_cannot_hold(value, kind):
+    with pytest.raises(ValueError) as caught:
+        convert(value, kind)
+    assert len(str(caught.value)) < 120  # a huge value is not echoed in full
+
+
+def test_int64_bounds_convert():
+    assert convert("9223372036854775807", "NUMBER_INTEGER") == 2**63 - 1
+    assert convert(str(-(2**63)), "NUMBER_INTEGER") == -(2**63)

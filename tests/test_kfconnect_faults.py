@@ -301,3 +301,40 @@ def test_run_states_asks_for_run_ids_in_chunks(scripted):
     assert all("filter=" in r.path and "IN" in r.path for r in server.requests)
     assert kfp.run_states([]) == {}
     assert len(server.requests) == 3
+
+
+def test_execution_survives_a_concurrent_creation_of_default(scripted):
+    """KFP in multi-user mode has no "Default": when two executions create it at once, KFP
+    answers 409 to one; that one reads the experiment the other made and starts its run."""
+    experiments = {"listed": 0}
+
+    def kfp(seen: Seen) -> Answer:
+        path = seen.path.split("?")[0].removeprefix("/pipeline/apis/v2beta1")
+        if path == "/experiments" and seen.method == "GET":
+            experiments["listed"] += 1
+            if experiments["listed"] == 1:
+                return Answer(body={})
+            return Answer(
+                body={"experiments": [{"experiment_id": "e1", "display_name": "Default"}]}
+            )
+        if path == "/experiments":
+            return _kfp_error(409, "experiment Default already exists")
+        if path == "/pipelines":
+            return Answer(body={"pipelines": [{"pipeline_id": "p1", "display_name": "pipe"}]})
+        if path == "/pipelines/p1/versions":
+            version = {"pipeline_version_id": "v1", "display_name": "pipe", "pipeline_spec": {}}
+            return Answer(body={"pipeline_versions": [version]})
+        if path == "/runs" and seen.method == "POST":
+            return Answer(body={"run_id": "r1", "display_name": "job-1", "state": "PENDING"})
+        return _kfp_error(404, f"unexpected {seen.method} {path}")
+
+    server = scripted(kfp)
+    client = create_app(_settings(server.url)).test_client()
+    answer = client.post(
+        "/trainingjobs/job-1/execution",
+        json={"pipeline_name": "pipe", "experiment_name": "Default", "arguments": {}},
+    )
+    assert answer.status_code == 200, answer.json
+    assert (answer.json["run_status"], answer.json["experiment_id"]) == ("scheduled", "e1")
+    posts = [r.path.split("?")[0] for r in server.requests if r.method == "POST"]
+    assert posts == ["/pipeline/apis/v2beta1/experiments", "/pipeline/apis/v2beta1/runs"]

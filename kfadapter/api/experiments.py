@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from kfadapter.api.common import checked_name, json_object, kfp, text_field
+from kfadapter.api.common import checked_description, checked_name, json_object, kfp, text_field
 from kfadapter.errors import Conflict, NotFound
 
 bp = Blueprint("experiments", __name__)
@@ -31,7 +31,7 @@ def create_experiment():
     """Create an experiment from {"name", "description"}; 409 when the name is taken."""
     body = json_object()
     name = checked_name(text_field(body, "name"), "name")
-    description = text_field(body, "description", required=False, default="")
+    description = checked_description(text_field(body, "description", required=False, default=""))
     if kfp().find_experiment(name) is not None:
         raise Conflict(f"experiment {name!r} already exists")
     return jsonify(kfp().create_experiment(name, description)), 201

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from flask import Blueprint, jsonify, request
 
-from kfadapter.api.common import checked_name, kfp, page_args, page_size
+from kfadapter.api.common import checked_description, checked_name, kfp, page_args, page_size
 from kfadapter.errors import BadRequest, NotFound
 
 bp = Blueprint("pipelines", __name__)
@@ -47,7 +47,7 @@ def upload_pipeline(name: str):
     """Upload a compiled pipeline (multipart `file`): a new pipeline or a new version."""
     checked_name(name, "pipeline name")
     package = _uploaded_package()
-    description = request.form.get("description") or None
+    description = checked_description(request.form.get("description") or None)
     version_name = request.form.get("version_name") or None
     if version_name is not None:
         checked_name(version_name, "version_name")
@@ -178,6 +178,8 @@ def check_package(package: bytes) -> None:
         ) from None
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the uploaded file is not text, nor a .zip/.tar.gz archive") from None
+    except RecursionError:
+        raise BadRequest("the uploaded file is nested too deeply to be a pipeline") from None
     if not documents or not isinstance(documents[0], dict):
         raise BadRequest("the uploaded file is not a compiled pipeline (expected a YAML mapping)")
     first = documents[0]

@@ -102,11 +102,12 @@ def start_training_run(
     that the TM will never hear of) and a 503 says so.
     """
     kfp = services.kfconnect
-    experiment = kfp.find_experiment(job.experiment_name)
-    if experiment is None:
-        if job.experiment_name != DEFAULT_EXPERIMENT:
+    if job.experiment_name == DEFAULT_EXPERIMENT:
+        experiment = kfp.find_or_create_experiment(DEFAULT_EXPERIMENT, "created by kfadapter")
+    else:
+        experiment = kfp.find_experiment(job.experiment_name)
+        if experiment is None:
             raise NotFound(f"experiment {job.experiment_name!r} not found")
-        experiment = kfp.create_experiment(DEFAULT_EXPERIMENT, "created by kfadapter")
     pipeline = kfp.find_pipeline(job.pipeline_name)
     if pipeline is None:
         raise NotFound(f"pipeline {job.pipeline_name!r} not found")
@@ -165,7 +166,13 @@ def _track(services: Services, answer: dict[str, Any]) -> None:
     """Hand the run to tracking; if that fails, terminate the run and raise TrackingFailed."""
     info = {
         key: answer[key]
-        for key in ("run_name", "experiment_name", "pipeline_name", "pipeline_version_name")
+        for key in (
+            "run_name",
+            "run_state",
+            "experiment_name",
+            "pipeline_name",
+            "pipeline_version_name",
+        )
     }
     try:
         services.tracker.track(answer["trainingjob_id"], answer["run_id"], **info)
