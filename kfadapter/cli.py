@@ -193,9 +193,8 @@ def run_dev(args: argparse.Namespace) -> int:
 
 def _stop_tracker(app: Any) -> None:
     """Stop the run tracker create_app started, if any."""
-    services = app.extensions.get("kfadapter") if app is not None else None
-    tracker = getattr(services, "tracker", None)
-    if tracker is not None and hasattr(tracker, "stop"):
+    tracker = app.extensions["kfadapter"].tracker if app is not None else None
+    if tracker is not None:
         tracker.stop()
 
 

@@ -39,10 +39,6 @@ class Conflict(AdapterError):
     status = HTTPStatus.CONFLICT
 
 
-class PayloadTooLarge(AdapterError):
-    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-
-
 class KfpError(AdapterError):
     """KFP answered, with an error the adapter cannot attribute to the client."""
 

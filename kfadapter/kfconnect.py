@@ -119,11 +119,7 @@ class KfConnect:
             sort_by=sort_by,
             filter=filter,
         )
-        return {
-            "pipelines": [flatten_pipeline(p) for p in answer.get("pipelines") or []],
-            "next_page_token": answer.get("next_page_token") or "",
-            "total_size": int(answer.get("total_size") or 0),
-        }
+        return _page(answer, "pipelines", flatten_pipeline)
 
     def all_pipelines(self, *, filter: str | None = None) -> list[dict[str, Any]]:
         """Every pipeline (walking KFP's pages), oldest first."""
@@ -169,14 +165,7 @@ class KfConnect:
     def pipeline_details(self, pipeline_id: str) -> dict[str, Any]:
         """A pipeline with its newest version's parameters, `arguments` and version count."""
         pipeline = self.get_pipeline(pipeline_id)
-        answer = self._read(
-            "list_pipeline_versions",
-            self._api().pipelines.pipeline_service_list_pipeline_versions,
-            pipeline_id,
-            page_size=1,
-            sort_by="created_at desc",
-            subject=f"pipeline {pipeline_id!r}",
-        )
+        answer = self._newest_version_page(pipeline_id)
         versions = [flatten_version(v) for v in answer.get("pipeline_versions") or []]
         newest = versions[0] if versions else None
         parameters = newest["parameters"] if newest else []
@@ -213,28 +202,6 @@ class KfConnect:
                 subject=f"pipeline {pipeline_id!r}",
             )
         )
-
-    def get_version(self, pipeline_id: str, version_id: str) -> dict[str, Any]:
-        """One pipeline version with its parameters and task list."""
-        answer = self._read(
-            "get_pipeline_version",
-            self._api().pipelines.pipeline_service_get_pipeline_version,
-            pipeline_id,
-            version_id,
-            subject=f"version {version_id!r} of pipeline {pipeline_id!r}",
-        )
-        return flatten_version(answer)
-
-    def version_spec(self, pipeline_id: str, version_id: str) -> dict[str, Any]:
-        """The IR pipeline spec of one version (the document with `root`)."""
-        answer = self._read(
-            "get_pipeline_version",
-            self._api().pipelines.pipeline_service_get_pipeline_version,
-            pipeline_id,
-            version_id,
-            subject=f"version {version_id!r} of pipeline {pipeline_id!r}",
-        )
-        return spec_of(answer.get("pipeline_spec"))
 
     def delete_version(self, pipeline_id: str, version_id: str) -> None:
         """Delete one pipeline version."""
@@ -299,7 +266,12 @@ class KfConnect:
 
     def _newest_version(self, pipeline_id: str) -> dict[str, Any] | None:
         """The most recently created version of a pipeline, or None."""
-        answer = self._read(
+        versions = self._newest_version_page(pipeline_id).get("pipeline_versions") or []
+        return flatten_version(versions[0]) if versions else None
+
+    def _newest_version_page(self, pipeline_id: str) -> dict[str, Any]:
+        """KFP's answer listing a pipeline's versions newest first, one to the page."""
+        return self._read(
             "list_pipeline_versions",
             self._api().pipelines.pipeline_service_list_pipeline_versions,
             pipeline_id,
@@ -307,8 +279,6 @@ class KfConnect:
             sort_by="created_at desc",
             subject=f"pipeline {pipeline_id!r}",
         )
-        versions = answer.get("pipeline_versions") or []
-        return flatten_version(versions[0]) if versions else None
 
     def find_version(self, pipeline_id: str, name: str) -> dict[str, Any] | None:
         """The version of a pipeline with this display name (or name, or id), or None."""
@@ -345,16 +315,6 @@ class KfConnect:
             if experiment.get("display_name") == name:
                 return flatten_experiment(experiment)
         return None
-
-    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
-        """One experiment by id."""
-        answer = self._read(
-            "get_experiment",
-            self._api().experiments.experiment_service_get_experiment,
-            experiment_id,
-            subject=f"experiment {experiment_id!r}",
-        )
-        return flatten_experiment(answer)
 
     def find_or_create_experiment(
         self, name: str, description: str | None = None
@@ -411,11 +371,7 @@ class KfConnect:
             experiment_id=experiment_id,
             namespace=None if experiment_id else self.settings.namespace,
         )
-        return {
-            "runs": [flatten_run(r) for r in answer.get("runs") or []],
-            "next_page_token": answer.get("next_page_token") or "",
-            "total_size": int(answer.get("total_size") or 0),
-        }
+        return _page(answer, "runs", flatten_run)
 
     def all_runs(self, *, filter: str | None = None) -> list[dict[str, Any]]:
         """Every run in the namespace (walking pages of PAGE_SIZE), oldest first."""
@@ -603,23 +559,29 @@ class KfConnect:
 
     def _read(self, operation: str, method: Callable[..., Any], *args: Any, **params: Any) -> Any:
         """A KFP call that only reads: retried on connection errors."""
-        subject = params.pop("subject", None)
-        _refuse_dot_segments(args, subject or operation)
-        return self._call(
-            operation,
-            lambda **options: method(*args, **_present(params), **options),
-            read=True,
-            subject=subject,
-        )
+        return self._sdk_call(operation, method, args, params, read=True)
 
     def _write(self, operation: str, method: Callable[..., Any], *args: Any, **params: Any) -> Any:
         """A KFP call that changes something: never retried blindly."""
+        return self._sdk_call(operation, method, args, params, read=False)
+
+    def _sdk_call(
+        self,
+        operation: str,
+        method: Callable[..., Any],
+        args: tuple[Any, ...],
+        params: dict[str, Any],
+        *,
+        read: bool,
+    ) -> Any:
+        """Call a generated SDK method with path values `args` and query/body `params`
+        (`subject`, if given, names what the call is about in errors)."""
         subject = params.pop("subject", None)
         _refuse_dot_segments(args, subject or operation)
         return self._call(
             operation,
             lambda **options: method(*args, **_present(params), **options),
-            read=False,
+            read=read,
             subject=subject,
         )
 
@@ -857,6 +819,17 @@ def _text_body(response: Any) -> str:
 def _present(params: dict[str, Any]) -> dict[str, Any]:
     """The parameters that have a value (the SDK sends None as an empty string)."""
     return {key: value for key, value in params.items() if value is not None}
+
+
+def _page(
+    answer: dict[str, Any], items_key: str, flatten: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """One page of a KFP list as {items_key, "next_page_token", "total_size"}, flattened."""
+    return {
+        items_key: [flatten(item) for item in answer.get(items_key) or []],
+        "next_page_token": answer.get("next_page_token") or "",
+        "total_size": int(answer.get("total_size") or 0),
+    }
 
 
 # ---------------------------------------------------------------------- filters

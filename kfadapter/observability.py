@@ -347,7 +347,7 @@ def _scrape_registry(metrics: Metrics, tracker: Any) -> CollectorRegistry:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    if tracker is not None and hasattr(tracker, "stats"):
+    if tracker is not None:
         registry.register(TrackerCollector(tracker.stats))
     return registry
 
@@ -366,7 +366,7 @@ def install(app: Flask, tracker: Any = None) -> None:
     metrics = Metrics.create()
     app.extensions[METRICS_EXTENSION] = metrics
     _process_metrics[:] = [weakref.ref(metrics)]
-    if tracker is not None and hasattr(tracker, "stats"):
+    if tracker is not None:
         metrics.registry.register(TrackerCollector(tracker.stats))
 
     @app.before_request

@@ -17,9 +17,9 @@ from kfadapter.tracking.leader import LeaderLock
 from kfadapter.tracking.notifier import notification_id
 from kfadapter.tracking.store import PENDING, WAITING, SqliteTrackingStore
 from kfadapter.tracking.watcher import Watcher
-from tests.support import PYTHON, Process, adapter_env
+from tests.support import PYTHON, Process, adapter_env, wait_until
 from tests.tracking_support import *  # noqa: F403
-from tests.tracking_support import FakeRunStates, TmReceiver, wait_until
+from tests.tracking_support import FakeRunStates, TmReceiver
 
 # -- watcher -------------------------------------------------------------------------------
 

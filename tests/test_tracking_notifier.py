@@ -22,8 +22,9 @@ from kfadapter.tracking.store import (
     StateUpdate,
     TrackedRun,
 )
+from tests.support import free_port
 from tests.tracking_support import *  # noqa: F403
-from tests.tracking_support import NOTIFY_PATH, TmReceiver, free_port
+from tests.tracking_support import NOTIFY_PATH, TmReceiver
 
 
 def test_back_off_doubles_from_the_base_up_to_the_cap():

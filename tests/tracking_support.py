@@ -19,19 +19,9 @@ import pytest
 
 from kfadapter.serving import ServerThread
 from kfadapter.tracking.store import SqliteTrackingStore
-from tests.support import free_port, wait_until
+from tests.support import free_port
 
-__all__ = [
-    "NOTIFY_PATH",
-    "FakeRunStates",
-    "Received",
-    "TmReceiver",
-    "free_port",
-    "receiver",
-    "store",
-    "tm",
-    "wait_until",
-]
+__all__ = ["NOTIFY_PATH", "FakeRunStates", "Received", "TmReceiver", "receiver", "store", "tm"]
 
 NOTIFY_PATH = "/trainingjob/pipelineNotification"
 

@@ -243,9 +243,3 @@ def parse_package(data: bytes) -> dict[str, Any]:
             "Invalid package: the file is neither UTF-8 YAML/JSON nor a .zip/.tar.gz archive"
         ) from None
     return parse_documents(text)
-
-
-def pipeline_name_of(stored: dict[str, Any]) -> str:
-    """pipelineInfo.name of a stored spec."""
-    info = ir_of(stored).get("pipelineInfo") or ir_of(stored).get("pipeline_info") or {}
-    return str(info.get("name", ""))

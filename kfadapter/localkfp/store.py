@@ -237,8 +237,6 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._pool_size = pool_size
-        self._opened = 0
-        self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
         with self._connection() as conn:
@@ -262,8 +260,6 @@ class Store:
             conn = self._pool.get_nowait()
         except queue.Empty:
             conn = self._open()
-            with self._pool_lock:
-                self._opened += 1
         try:
             yield conn
         finally:

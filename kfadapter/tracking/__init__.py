@@ -193,10 +193,6 @@ class Tracker:
         self.notifier.close()
         self._store.close()
 
-    def wake(self) -> None:
-        """Ask the notifier to look for due notifications now."""
-        self._wake_notifier.set()
-
     def _lead(self) -> None:
         """Wait to become leader, then run the watcher here and the notifier in a thread."""
         while not self._stopping.is_set():

@@ -12,6 +12,14 @@ import pytest
 
 from kfadapter.localkfp.server import LocalKfpServer
 
+# The smallest pipeline spec the server accepts: one with no tasks.
+SPEC = {
+    "pipelineInfo": {"name": "tiny"},
+    "root": {"dag": {"tasks": {}}},
+    "schemaVersion": "2.1.0",
+    "sdkVersion": "kfp-2.17.0",
+}
+
 
 class HeldExecutor:
     """A RunExecutor stand-in: records submissions, keeps runs where tests put them."""

@@ -13,14 +13,7 @@ import pytest
 import requests
 import yaml
 
-from tests.localkfp.conftest import client_for
-
-SPEC = {
-    "pipelineInfo": {"name": "tiny"},
-    "root": {"dag": {"tasks": {}}},
-    "schemaVersion": "2.1.0",
-    "sdkVersion": "kfp-2.17.0",
-}
+from tests.localkfp.conftest import SPEC, client_for
 
 
 def _namespace() -> str:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,21 +13,14 @@ import yaml
 
 from kfadapter.localkfp.store import RESTART_ERROR, Store, dumps
 from kfadapter.localkfp.timefmt import now_us
-from tests.localkfp.conftest import HeldExecutor, client_for
+from tests.localkfp.conftest import SPEC, HeldExecutor, client_for
 from tests.localkfp.processes import (
     DEADLINE_SECONDS,
     live_group_members,
     wait_group_gone,
     worker_pid,
 )
-
-SPEC = {
-    "pipelineInfo": {"name": "tiny"},
-    "root": {"dag": {"tasks": {}}},
-    "schemaVersion": "2.1.0",
-    "sdkVersion": "kfp-2.17.0",
-}
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import PYTHON, Process, adapter_env
 
 
 def test_bearer_token_is_required(make_server) -> None:
@@ -136,26 +126,22 @@ def test_state_survives_a_restart_and_active_runs_are_failed(make_server, tmp_pa
     )
 
 
-def _start_cli_server(data_dir: Path, log_file: Path) -> tuple[subprocess.Popen, str]:
-    """`kfadapter local-kfp` in a child process on a free port: the process and its URL."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from kfadapter.localkfp.server import main; raise SystemExit(main())",
-                "--port",
-                "0",
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-        )
-    line = process.stdout.readline()
+def _start_cli_server(data_dir: Path) -> tuple[Process, str]:
+    """The local KFP server's command line in a child process on a free port: the process
+    and the URL it printed."""
+    process = Process(
+        [
+            PYTHON,
+            "-c",
+            "from kfadapter.localkfp.server import main; raise SystemExit(main())",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=adapter_env(),
+    )
+    line = process.wait_for_line("local KFP server: ")
     assert line.startswith("local KFP server: http://127.0.0.1:"), line
     return process, line.split(": ", 1)[1].strip()
 
@@ -165,7 +151,7 @@ def test_runs_of_a_killed_server_are_stopped_and_failed_on_restart(
 ) -> None:
     """SIGKILL the server mid-run: its run's processes end by themselves, the run ends FAILED."""
     data_dir = tmp_path / "data"
-    process, url = _start_cli_server(data_dir, tmp_path / "server.log")
+    process, url = _start_cli_server(data_dir)
     try:
         run = requests.post(
             f"{url}/apis/v2beta1/runs",
@@ -182,13 +168,9 @@ def test_runs_of_a_killed_server_are_stopped_and_failed_on_restart(
             time.sleep(0.05)  # until the task's own processes have started too
         assert len(live_group_members(pgid)) >= 2
         process.kill()
-        process.wait(timeout=20)
         assert wait_group_gone(pgid), "the run's processes outlived the killed server"
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        process.kill()
 
     restarted = make_server(data_dir)
     after = requests.get(f"{restarted.url}/apis/v2beta1/runs/{run['run_id']}").json()
@@ -222,34 +204,13 @@ def test_fail_interrupted_runs_marks_running_tasks(tmp_path) -> None:
 
 
 def test_cli_prints_the_url_and_stops_on_sigterm(tmp_path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from kfadapter.localkfp.server import main; raise SystemExit(main())",
-            "--port",
-            "0",
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    process, url = _start_cli_server(tmp_path / "data")
     try:
-        line = process.stdout.readline()
-        assert line.startswith("local KFP server: http://127.0.0.1:"), line
-        url = line.split(": ", 1)[1].strip()
         assert not url.endswith(":0")
         assert requests.get(f"{url}/apis/v2beta1/healthz", timeout=5).status_code == 200
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        assert process.terminate(timeout=20) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        process.kill()
     assert (tmp_path / "data" / "kfp.sqlite3").exists()
 
 

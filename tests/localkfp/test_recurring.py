@@ -10,14 +10,8 @@ import pytest
 import requests
 
 from kfadapter.localkfp.timefmt import now_us
-from tests.localkfp.conftest import HeldExecutor, client_for
+from tests.localkfp.conftest import SPEC, HeldExecutor, client_for
 
-SPEC = {
-    "pipelineInfo": {"name": "tiny"},
-    "root": {"dag": {"tasks": {}}},
-    "schemaVersion": "2.1.0",
-    "sdkVersion": "kfp-2.17.0",
-}
 S = 1_000_000
 
 
