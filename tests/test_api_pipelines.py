@@ -41,9 +41,9 @@ def test_every_pipeline_is_listed_not_one_page(adapter, compiled):
 def test_pages_pass_through_when_asked_for(adapter, uploaded):
     seen, token, pages = [], None, 0
     while True:
-        query = {"page_size": 7} | ({"page_token": token} if token else {})
+        query = {"page_size": 3} | ({"page_token": token} if token else {})
         body = _json(adapter.get("/pipelines", params=query))
-        assert len(body["pipelines"]) <= 7
+        assert len(body["pipelines"]) <= 3
         seen += [p["pipeline_id"] for p in body["pipelines"]]
         pages += 1
         token = body["next_page_token"]
@@ -61,6 +61,10 @@ def test_pages_pass_through_when_asked_for(adapter, uploaded):
         )
     )
     assert [p["display_name"] for p in filtered["pipelines"]] == [uploaded["qoe_training"]]
+    for order, reverse in (("display_name", False), ("display_name desc", True)):
+        page = _json(adapter.get("/pipelines", params={"sort_by": order, "page_size": 50}))
+        names = [p["display_name"] for p in page["pipelines"]]
+        assert len(names) > 1 and names == sorted(names, reverse=reverse), order
 
 
 @pytest.mark.parametrize(

@@ -338,3 +338,34 @@ def test_execution_survives_a_concurrent_creation_of_default(scripted):
     assert (answer.json["run_status"], answer.json["experiment_id"]) == ("scheduled", "e1")
     posts = [r.path.split("?")[0] for r in server.requests if r.method == "POST"]
     assert posts == ["/pipeline/apis/v2beta1/experiments", "/pipeline/apis/v2beta1/runs"]
+
+
+@pytest.mark.parametrize("state", ["RUNNING", "SUCCEEDED", "FAILED", "CANCELED"])
+def test_run_status_is_scheduled_whatever_state_kfp_gives_the_new_run(scripted, state):
+    """CONTRACT: run_status must equal "scheduled" for any run KFP accepted, even one KFP
+    reports already started or finished (the older adapter answered otherwise)."""
+
+    def kfp(seen: Seen) -> Answer:
+        path = seen.path.split("?")[0].removeprefix("/pipeline/apis/v2beta1")
+        if path == "/experiments":
+            return Answer(
+                body={"experiments": [{"experiment_id": "e1", "display_name": "Default"}]}
+            )
+        if path == "/pipelines":
+            return Answer(body={"pipelines": [{"pipeline_id": "p1", "display_name": "pipe"}]})
+        if path == "/pipelines/p1/versions":
+            version = {"pipeline_version_id": "v1", "display_name": "pipe", "pipeline_spec": {}}
+            return Answer(body={"pipeline_versions": [version]})
+        if path == "/runs" and seen.method == "POST":
+            return Answer(body={"run_id": "r1", "display_name": "job-1", "state": state})
+        return _kfp_error(404, f"unexpected {seen.method} {path}")
+
+    server = scripted(kfp)
+    client = create_app(_settings(server.url)).test_client()
+    answer = client.post(
+        "/trainingjobs/job-1/execution",
+        json={"pipeline_name": "pipe", "experiment_name": "Default", "arguments": {}},
+    )
+    assert answer.status_code == 200, answer.json
+    assert answer.headers["Content-Type"] == "application/json"
+    assert (answer.json["run_status"], answer.json["run_state"]) == ("scheduled", state)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -22,7 +23,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kfadapter.gunicorn_conf import memory_tmp_dir
 from tests.adapter_fixtures import RecordingProxy
-from tests.support import KFADAPTER, Process, adapter_env, is_live, metric_value, wait_until
+from tests.support import (
+    KFADAPTER,
+    Process,
+    adapter_env,
+    free_port,
+    is_live,
+    metric_value,
+    wait_until,
+)
 
 SLOW_PREFIX = "slow-"
 SLOW_SECONDS = 3.0
@@ -229,3 +238,32 @@ def test_requests_gunicorn_rejects_itself_get_json_not_html(served):
     assert response.status_code == 414
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["status"] == 414
+
+
+def test_serve_with_the_helm_charts_variables(local_kfp, tmp_path):
+    """CONTRACT's deployment settings alone: the adapter listens on KF_ADAPTER_PORT and
+    reaches KFP at http://KUBEFLOW_HOST:KUBEFLOW_PORT/pipeline (the UI proxy path)."""
+    kfp = urlsplit(local_kfp.url)
+    port = free_port()
+    env = adapter_env(
+        KUBEFLOW_HOST=kfp.hostname,
+        KUBEFLOW_PORT=str(kfp.port),
+        KF_ADAPTER_PORT=str(port),
+        TRAININGMGR_HOST="127.0.0.1",
+        TRAININGMGR_PORT="9",
+        KFADAPTER_DATA_DIR=str(tmp_path / "adapter"),
+        KFADAPTER_WORKERS="1",
+    )
+    process = Process([*KFADAPTER, "serve"], env=env)
+    try:
+        process.wait_for_line(f"Listening at: http://0.0.0.0:{port}", timeout=60)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: is_live(url), 60, step=0.1, details=lambda: "".join(process.output))
+        ready = requests.get(f"{url}/readiness", timeout=30)
+        assert ready.status_code == 200, ready.text
+        experiments = requests.get(f"{url}/experiments", timeout=30)
+        assert experiments.headers["Content-Type"] == "application/json"
+        assert "Default" in experiments.json()
+        assert process.terminate(timeout=30) == 0
+    finally:
+        process.kill()

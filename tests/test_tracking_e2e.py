@@ -245,6 +245,24 @@ def test_terminated_run_is_not_notified_but_a_run_canceled_in_kfp_is(
     assert job["notification"]["attempts"] == 0
 
 
+def test_a_run_deleted_in_kfp_is_notified_not_found_and_no_longer_polled(
+    adapter: Served, pipelines, receiver, kfp_client, proxy
+):
+    job = adapter.execute(unique("job-gone"), pipelines["sleeps"], seconds="120")
+    _wait_kfp_state(kfp_client, job["run_id"], {"RUNNING"})
+    kfp_client.delete_run(job["run_id"])
+    wait_until(lambda: receiver.for_run(job["run_id"]), timeout=30)
+    assert receiver.for_run(job["run_id"]) == [
+        _expected(job["trainingjob_id"], job["run_id"], "NOT_FOUND")
+    ]
+    tracked = adapter.job(job["trainingjob_id"])
+    assert tracked["final_state"] == "NOT_FOUND"
+    wait_until(lambda: adapter.job(job["trainingjob_id"])["notification"]["status"] != "pending")
+    mark = proxy.mark()
+    time.sleep(5 * POLL)  # several polls: the run is no longer asked for
+    assert all(job["run_id"] not in call.path for call in proxy.since(mark))
+
+
 def test_refused_delete_of_a_finished_run_keeps_its_notification_due(
     adapter: Served, pipelines, receiver
 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import tarfile
 import uuid
 import zipfile
 
@@ -159,6 +160,20 @@ def test_platform_spec_and_archives_are_stored_as_kfp_returns_them(held_server) 
     zipped = _upload(held_server, "", buffer.getvalue(), filename=f"z{uuid.uuid4().hex[:6]}.zip")
     assert zipped.status_code == 200, zipped.text
     assert zipped.json()["name"].startswith("z")  # named after the file without extension
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = json.dumps(SPEC).encode()  # a JSON IR, inside a .tar.gz
+        info = tarfile.TarInfo("dir/pipeline.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    stem = f"t{uuid.uuid4().hex[:6]}"
+    tarred = _upload(held_server, "", buffer.getvalue(), filename=f"{stem}.tar.gz")
+    assert tarred.status_code == 200, tarred.text
+    assert tarred.json()["name"] == stem
+    versions = requests.get(
+        f"{held_server.url}/apis/v2beta1/pipelines/{tarred.json()['pipeline_id']}/versions"
+    ).json()
+    assert versions["pipeline_versions"][0]["pipeline_spec"] == SPEC
 
 
 def test_pagination_walks_every_page_without_loss_or_repeat(held_server) -> None:
