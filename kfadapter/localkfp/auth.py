@@ -4,7 +4,9 @@
 - dex: an unauthenticated call is redirected (302) to a login form at
   /dex/auth/local/login?back=PATH; POSTing the right `login` and `password` sets the
   `authservice_session` cookie and redirects (303) back; calls then need that cookie.
-  Wrong credentials show the form again with 401. Sessions live in memory.
+  Wrong credentials show the form again with 401. Sessions live in memory; with a session
+  lifetime (session_ttl seconds) an older session is no longer accepted: the call is
+  treated as unauthenticated (the same redirect), as when a Kubeflow session expires.
 Every path is protected except the login form and healthz. healthz stays open on purpose:
 kfp.Client() calls it while it is being constructed (retrying 5 times, 5 s apart, on
 failure), so an unauthenticated client gets its 401/302 at once on its first real call
@@ -18,6 +20,7 @@ import hmac
 import html
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
@@ -37,8 +40,14 @@ class AuthConfig:
     token: str | None = None
     dex_user: str | None = None
     dex_password: str | None = None
-    _sessions: set[str] = field(default_factory=set, repr=False)
+    session_ttl: float | None = None
+    _sessions: dict[str, float] = field(default_factory=dict, repr=False)
+    _logins: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.session_ttl is not None and not self.session_ttl > 0:
+            raise ValueError("the Dex session lifetime must be a positive number of seconds")
 
     @property
     def mode(self) -> str:
@@ -49,19 +58,35 @@ class AuthConfig:
             return "dex"
         return "none"
 
+    @property
+    def logins(self) -> int:
+        """How many Dex logins succeeded (each one issued a session)."""
+        return self._logins
+
     def new_session(self) -> str:
-        """A fresh session id, remembered as valid."""
+        """A fresh session id, valid for session_ttl seconds (or for ever); expired ones go."""
         session = secrets.token_urlsafe(32)
+        now = time.monotonic()
+        expires = now + self.session_ttl if self.session_ttl is not None else float("inf")
         with self._lock:
-            self._sessions.add(session)
+            for old in [s for s, until in self._sessions.items() if until <= now]:
+                del self._sessions[old]
+            self._sessions[session] = expires
+            self._logins += 1
         return session
 
     def valid_session(self, session: str | None) -> bool:
-        """Whether the cookie value is a session this server issued."""
+        """Whether the cookie value is a session this server issued that has not expired."""
         if not session:
             return False
         with self._lock:
-            return session in self._sessions
+            expires = self._sessions.get(session)
+            if expires is None:
+                return False
+            if expires <= time.monotonic():
+                del self._sessions[session]
+                return False
+            return True
 
     def valid_credentials(self, login: str, password: str) -> bool:
         """Whether login/password are the Dex user's (constant-time)."""

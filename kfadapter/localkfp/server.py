@@ -65,6 +65,7 @@ class LocalKfpServer:
         dex_user: str | None = None,
         dex_password: str | None = None,
         scheduler_interval: float = 1.0,
+        dex_session_ttl: float | None = None,
         *,
         executor_factory: Callable[[Path, int, Callable[[Any], None]], Any] | None = None,
     ) -> None:
@@ -72,11 +73,18 @@ class LocalKfpServer:
             raise ValueError("max_concurrent_runs must be at least 1")
         if (dex_user is None) != (dex_password is None):
             raise ValueError("dex_user and dex_password go together")
+        if dex_session_ttl is not None and dex_user is None:
+            raise ValueError("dex_session_ttl needs dex_user and dex_password")
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
         self.max_concurrent_runs = max_concurrent_runs
-        self.auth = AuthConfig(token=auth_token, dex_user=dex_user, dex_password=dex_password)
+        self.auth = AuthConfig(
+            token=auth_token,
+            dex_user=dex_user,
+            dex_password=dex_password,
+            session_ttl=dex_session_ttl,
+        )
         self.scheduler_interval = scheduler_interval
         self._executor_factory = executor_factory or _make_executor
         self.store: Store | None = None
@@ -164,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--auth-token", default=None, help="require Authorization: Bearer TOKEN")
     parser.add_argument("--dex-user", default=None, help="emulate a Dex login with this user")
     parser.add_argument("--dex-password", default=None, help="the Dex user's password")
+    parser.add_argument(
+        "--dex-session-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Dex sessions expire after this many seconds (default: never)",
+    )
     return parser
 
 
@@ -175,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-concurrent-runs must be at least 1")
     if (args.dex_user is None) != (args.dex_password is None):
         parser.error("--dex-user and --dex-password go together")
+    if args.dex_session_ttl is not None:
+        if args.dex_user is None:
+            parser.error("--dex-session-ttl needs --dex-user and --dex-password")
+        if not args.dex_session_ttl > 0:
+            parser.error("--dex-session-ttl must be a positive number of seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     server = LocalKfpServer(
         data_dir=args.data_dir,
@@ -184,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         auth_token=args.auth_token,
         dex_user=args.dex_user,
         dex_password=args.dex_password,
+        dex_session_ttl=args.dex_session_ttl,
     )
     stopping = threading.Event()
 

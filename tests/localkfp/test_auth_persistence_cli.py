@@ -81,6 +81,69 @@ def test_dex_login_flow_sets_the_session_cookie(make_server) -> None:
     assert escape.status_code == 303 and escape.headers["Location"] in ("/", f"{server.url}/")
 
 
+def test_an_expired_dex_session_is_refused_and_a_fresh_login_works(make_server) -> None:
+    ttl = 1.0
+    server = make_server(
+        dex_user="user@example.com",
+        dex_password="12341234",
+        dex_session_ttl=ttl,
+        executor_factory=HeldExecutor,
+    )
+    api = f"{server.url}/pipeline/apis/v2beta1/experiments?page_size=5"
+    login = f"{server.url}/dex/auth/local/login"
+
+    def log_in() -> str:
+        done = requests.post(
+            login, data={"login": "user@example.com", "password": "12341234"}, allow_redirects=False
+        )
+        assert done.status_code == 303
+        return done.cookies["authservice_session"]
+
+    first = log_in()
+    logged_in_at = time.monotonic()
+    fresh = requests.get(api, cookies={"authservice_session": first}, allow_redirects=False)
+    assert fresh.status_code == 200 and fresh.json()["experiments"][0]["display_name"] == "Default"
+
+    time.sleep(max(0.0, logged_in_at + ttl + 0.05 - time.monotonic()))
+    expired = requests.get(api, cookies={"authservice_session": first}, allow_redirects=False)
+    assert expired.status_code == 302  # the same answer as without any cookie
+    assert (
+        expired.headers["Location"] == requests.get(api, allow_redirects=False).headers["Location"]
+    )
+    assert "/dex/auth/local/login?back=" in expired.headers["Location"]
+    write = requests.post(
+        api,
+        json={"display_name": "late"},
+        cookies={"authservice_session": first},
+        allow_redirects=False,
+    )
+    assert write.status_code == 302
+
+    second = log_in()
+    assert second != first and server.auth.logins == 2
+    again = requests.get(api, cookies={"authservice_session": second}, allow_redirects=False)
+    assert again.status_code == 200 and again.json()["total_size"] == 1  # "late" was refused
+    stale = requests.get(api, cookies={"authservice_session": first}, allow_redirects=False)
+    assert stale.status_code == 302  # a new login does not revive the old session
+
+
+def test_dex_session_ttl_needs_dex_and_a_positive_value(tmp_path) -> None:
+    from kfadapter.localkfp.server import LocalKfpServer, main
+
+    with pytest.raises(ValueError, match="positive"):
+        LocalKfpServer(tmp_path, dex_user="u", dex_password="p", dex_session_ttl=0)
+    with pytest.raises(ValueError, match="needs dex_user"):
+        LocalKfpServer(tmp_path, dex_session_ttl=60)
+    for argv in (
+        ["--dex-session-ttl", "60"],
+        ["--dex-user", "u", "--dex-password", "p", "--dex-session-ttl", "-1"],
+        ["--dex-user", "u", "--dex-password", "p", "--dex-session-ttl", "soon"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+
+
 def test_state_survives_a_restart_and_active_runs_are_failed(make_server, tmp_path) -> None:
     first = make_server(tmp_path, executor_factory=HeldExecutor)
     client = client_for(first)
