@@ -39,6 +39,7 @@ class Settings:
     notify_timeout: float = 10.0
     notify_backoff_base: float = 2.0
     notify_backoff_cap: float = 300.0
+    tracking_retention_days: float = 30.0
     max_upload_bytes: int = 32 * 1024 * 1024
     log_format: str = "text"
     log_level: str = "INFO"
@@ -107,6 +108,9 @@ class Settings:
             notify_timeout=reader.number("KFADAPTER_NOTIFY_TIMEOUT", 10.0, minimum=0.1),
             notify_backoff_base=backoff_base,
             notify_backoff_cap=backoff_cap,
+            tracking_retention_days=reader.number(
+                "KFADAPTER_TRACKING_RETENTION_DAYS", 30.0, minimum=0
+            ),
             max_upload_bytes=reader.integer(
                 "KFADAPTER_MAX_UPLOAD_BYTES", 32 * 1024 * 1024, minimum=1024
             ),

@@ -44,8 +44,25 @@ def test_kfp_endpoint_wins_over_host_and_port():
         ("KFADAPTER_LOG_LEVEL", "LOUD", "KFADAPTER_LOG_LEVEL must be one of DEBUG"),
         ("KFADAPTER_NOTIFY_BACKOFF_CAP", "0.5", "KFADAPTER_NOTIFY_BACKOFF_CAP must be >= 2.0"),
         ("KFP_USERNAME", "alice", "KFP_USERNAME and KFP_PASSWORD must be set together"),
+        (
+            "KFADAPTER_TRACKING_RETENTION_DAYS",
+            "-1",
+            "KFADAPTER_TRACKING_RETENTION_DAYS must be >= 0",
+        ),
+        ("KFADAPTER_TRACKING_RETENTION_DAYS", "month", "RETENTION_DAYS must be a number"),
     ],
 )
 def test_malformed_settings_name_the_variable(name, value, fragment):
     with pytest.raises(SettingsError, match=re.escape(fragment)):
         Settings.from_env({name: value})
+
+
+def test_tracking_retention_is_days_and_zero_keeps_forever():
+    assert Settings.from_env({}).tracking_retention_days == 30.0
+    assert (
+        Settings.from_env({"KFADAPTER_TRACKING_RETENTION_DAYS": "0.5"}).tracking_retention_days
+        == 0.5
+    )
+    assert (
+        Settings.from_env({"KFADAPTER_TRACKING_RETENTION_DAYS": "0"}).tracking_retention_days == 0
+    )

@@ -13,6 +13,7 @@ import pytest
 
 from kfadapter.tracking.store import (
     DELIVERED,
+    EXPIRED,
     MIGRATIONS,
     PENDING,
     SCHEMA_VERSION,
@@ -77,12 +78,107 @@ def test_migration_hook_upgrades_an_older_file_keeping_its_rows(tmp_path: Path):
     newer = SqliteTrackingStore(path, migrations=[*MIGRATIONS, add_priority])
     assert newer.get("run-1").info == {}  # the row survived the migration
     newer.close()
-    with pytest.raises(StoreError, match="schema version 2"):
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}"):
         # A release that knows fewer migrations refuses a newer file (no silent downgrade).
         SqliteTrackingStore(path)
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         assert raw.execute("SELECT run_id, priority FROM tracked_runs").fetchall() == [("run-1", 5)]
+
+
+def _finish(store: SqliteTrackingStore, run_id: str, status: str, now: float) -> None:
+    """Take a WAITING run to `status` at time `now` the way the tracker does."""
+    if status == UNTRACKED:
+        assert store.untrack(run_id, now)
+        return
+    store.record_poll([StateUpdate(run_id, "SUCCEEDED", final=True, notification_id="n")], now)
+    if status != PENDING:
+        code = 200 if status == DELIVERED else None
+        assert store.record_attempt(AttemptResult(run_id, status, 1, None, code, None), now)
+
+
+def test_prune_deletes_only_finished_runs_not_updated_since(store: SqliteTrackingStore):
+    for status in (WAITING, PENDING, DELIVERED, EXPIRED, UNTRACKED):
+        store.add("job", f"old-{status}", {}, now=1.0)
+        store.add("job", f"new-{status}", {}, now=1.0)
+        if status != WAITING:
+            _finish(store, f"old-{status}", status, now=10.0)
+            _finish(store, f"new-{status}", status, now=20.0)
+    assert store.prune(older_than=10.0) == 0  # strictly older only
+    assert store.prune(older_than=15.0) == 3
+    assert sorted(run.run_id for run in store.list()) == [
+        "new-delivered",
+        "new-expired",
+        "new-pending",
+        "new-untracked",
+        "new-waiting",
+        "old-pending",
+        "old-waiting",
+    ]
+    assert store.prune(older_than=1e12) == 3
+    assert sorted(run.notification_status for run in store.list()) == [
+        PENDING,
+        PENDING,
+        WAITING,
+        WAITING,
+    ]
+
+
+def test_pages_walk_the_list_order_with_ties_and_a_status_filter(store: SqliteTrackingStore):
+    for n in range(40):
+        store.add(f"job-{n}", f"run-{n}", {}, now=float(n // 6))  # many equal created_at
+        if n % 3 == 0:
+            _finish(store, f"run-{n}", DELIVERED, now=100.0)
+    for status in (None, DELIVERED, WAITING):
+        walked, after = [], None
+        while True:
+            runs, after = store.page(status, 4, after)
+            walked += [run.run_id for run in runs]
+            if after is None:
+                break
+        assert walked == [run.run_id for run in store.list(status)]
+    assert store.page(None, 40) == (store.list(), None)  # no next page when all fit
+    assert store.page(EXPIRED, 5) == ([], None)
+
+
+def _plan(path: Path, sql: str, params: tuple) -> str:
+    with sqlite3.connect(path) as raw:
+        return " | ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+PAGE_SQL = (
+    "SELECT * FROM tracked_runs WHERE notification_status = ? AND (created_at, rowid) < (?, ?) "
+    "ORDER BY created_at DESC, rowid DESC LIMIT 10"
+)
+PRUNE_SQL = "DELETE FROM tracked_runs WHERE notification_status IN (?, ?, ?) AND updated_at < ?"
+
+
+def test_a_store_at_the_previous_version_gains_the_paging_and_pruning_indexes(tmp_path: Path):
+    path = tmp_path / "t.sqlite3"
+    previous = SqliteTrackingStore(path, migrations=MIGRATIONS[: SCHEMA_VERSION - 1])
+    previous.add("job-1", "run-1", {"run_name": "r"}, now=1.0)
+    _finish(previous, "run-1", DELIVERED, now=2.0)
+    previous.add("job-2", "run-2", {}, now=3.0)
+    assert previous.schema_version() == SCHEMA_VERSION - 1
+    # Without the new indexes a filtered page sorts every row of the status.
+    assert "TEMP B-TREE" in _plan(path, PAGE_SQL, (WAITING, 5.0, 9))
+    previous.close()
+
+    current = SqliteTrackingStore(path)
+    try:
+        assert current.schema_version() == SCHEMA_VERSION
+        assert [run.run_id for run in current.list()] == ["run-2", "run-1"]
+        assert current.get("run-1").info == {"run_name": "r"}
+        page_plan = _plan(path, PAGE_SQL, (WAITING, 5.0, 9))
+        assert "tracked_runs_status_created" in page_plan and "TEMP B-TREE" not in page_plan
+        prune_plan = _plan(path, PRUNE_SQL, (DELIVERED, EXPIRED, UNTRACKED, 5.0))
+        assert "SEARCH tracked_runs USING INDEX tracked_runs_status_updated" in prune_plan
+        unfiltered = _plan(path, PAGE_SQL.replace("notification_status = ? AND ", ""), (5.0, 9))
+        assert "tracked_runs_created" in unfiltered and "TEMP B-TREE" not in unfiltered
+        assert current.prune(older_than=5.0) == 1
+        assert current.integrity_check() == "ok"
+    finally:
+        current.close()
 
 
 def test_a_failing_transaction_changes_nothing(store: SqliteTrackingStore):

@@ -11,6 +11,7 @@ from kfadapter.api.common import (
     Services,
     checked_name,
     json_object,
+    page_size,
     services,
     text_field,
     tracker_or_503,
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("trainingjobs", __name__)
 
 DEFAULT_EXPERIMENT = "Default"
+DEFAULT_PAGE_SIZE = 100
 
 
 class TrackingFailed(AdapterError):
@@ -41,9 +43,15 @@ def execute(trainingjob_id: str):
 
 @bp.get("/trainingjobs")
 def list_trainingjobs():
-    """Tracked training-job runs, newest first (`?notification_status=` to filter)."""
+    """Tracked training-job runs, newest first, a page at a time (`page_size`, `page_token`;
+    `notification_status` to filter)."""
+    tracker = tracker_or_503()
     status = request.args.get("notification_status") or None
-    return jsonify({"trainingjobs": tracker_or_503().list(status)})
+    size = page_size(request.args["page_size"]) if "page_size" in request.args else None
+    jobs, next_token = tracker.list_page(
+        status, size or DEFAULT_PAGE_SIZE, request.args.get("page_token") or None
+    )
+    return jsonify({"trainingjobs": jobs, "next_page_token": next_token})
 
 
 @bp.get("/trainingjobs/<trainingjob_id>")

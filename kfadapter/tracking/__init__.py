@@ -7,7 +7,10 @@ the watcher and notifier threads, so each outcome is sent by one process.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import math
 import random
 import threading
 import time
@@ -26,6 +29,7 @@ from kfadapter.tracking.store import (
     PENDING,
     UNTRACKED,
     WAITING,
+    PagePosition,
     SqliteTrackingStore,
     TrackedRun,
     TrackingStore,
@@ -55,6 +59,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# The leader prunes finished runs past the retention this often (and once when it starts).
+PRUNE_INTERVAL = 3600.0
+_TOKEN_PREFIX = "v1:"
+
 
 class Tracker:
     """Durable run tracking plus, in the leader only, the background watcher and notifier."""
@@ -76,6 +84,8 @@ class Tracker:
         self._store: TrackingStore = store or SqliteTrackingStore.in_dir(self._data_dir)
         self._clock = clock
         self._deadline = settings.notify_deadline
+        self._retention = settings.tracking_retention_days * 86400.0
+        self._pruned_at: float | None = None
         self._poll_interval = settings.poll_interval
         self._leader_retry = leader_retry_interval or max(1.0, min(settings.poll_interval, 5.0))
         policy = retry_policy or RetryPolicy(
@@ -144,13 +154,42 @@ class Tracker:
 
     def list(self, notification_status: str | None = None) -> list[dict[str, Any]]:
         """Every tracked run, newest first, optionally only those with one notification status."""
+        self._check_status(notification_status)
+        return [run.to_dict(self._deadline) for run in self._store.list(notification_status)]
+
+    def list_page(
+        self, notification_status: str | None, page_size: int, page_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of list(): its runs and the token of the next page ("" after the last)."""
+        self._check_status(notification_status)
+        after = _decode_page_token(page_token) if page_token else None
+        runs, end = self._store.page(notification_status, page_size, after)
+        token = _encode_page_token(end) if end is not None else ""
+        return [run.to_dict(self._deadline) for run in runs], token
+
+    def prune(self) -> int:
+        """Delete runs whose notification is finished (delivered, expired, untracked) and
+        that have not changed for the retention; 0 when the retention is 0 (keep forever)."""
+        if self._retention <= 0:
+            return 0
+        pruned = self._store.prune(self._clock() - self._retention)
+        if pruned:
+            log.info(
+                "pruned %d finished tracked runs older than %g days",
+                pruned,
+                self._settings.tracking_retention_days,
+            )
+        return pruned
+
+    @staticmethod
+    def _check_status(notification_status: str | None) -> None:
+        """BadRequest unless the status is None or a known notification status."""
         if notification_status is not None and notification_status not in NOTIFICATION_STATUSES:
             raise BadRequest(
                 f"notification_status must be one of {', '.join(NOTIFICATION_STATUSES)}, "
                 f"got {notification_status!r}",
                 allowed=list(NOTIFICATION_STATUSES),
             )
-        return [run.to_dict(self._deadline) for run in self._store.list(notification_status)]
 
     def stats(self) -> dict[str, Any]:
         """Figures for metrics: open runs, notifications by status, whether this is the leader."""
@@ -211,6 +250,7 @@ class Tracker:
 
     def _watch_loop(self) -> None:
         while not self._stopping.is_set():
+            self._prune_when_due()
             try:
                 result = self.watcher.poll_once()
             except Exception:
@@ -219,6 +259,17 @@ class Tracker:
                 if result.finished:
                     self._wake_notifier.set()
             self._stopping.wait(self._poll_interval)
+
+    def _prune_when_due(self) -> None:
+        """Prune at the leader's start and then at most once per PRUNE_INTERVAL."""
+        now = self._clock()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_INTERVAL:
+            return
+        self._pruned_at = now
+        try:
+            self.prune()
+        except Exception:
+            log.exception("pruning tracked runs failed")
 
     def _notify_loop(self) -> None:
         while not self._stopping.is_set():
@@ -233,3 +284,32 @@ class Tracker:
             if next_at is not None:
                 wait = min(wait, max(0.0, next_at - self._clock()))
             self._wake_notifier.wait(max(wait, 0.01))
+
+
+def _encode_page_token(position: PagePosition) -> str:
+    """An opaque token for a list position."""
+    created_at, rowid = position
+    raw = f"{_TOKEN_PREFIX}{created_at!r}:{rowid}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> PagePosition:
+    """The list position a token stands for; BadRequest if this server did not issue it."""
+    shown = token if len(token) <= 80 else token[:80] + "..."
+    invalid = BadRequest(f"page_token {shown!r} is not a token this server issued")
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid from None
+    created, _, rowid = raw.removeprefix(_TOKEN_PREFIX).partition(":")
+    digits = rowid.isascii() and rowid.isdigit() and len(rowid) <= 19
+    if not raw.startswith(_TOKEN_PREFIX) or not digits:
+        raise invalid
+    try:
+        created_at = float(created)
+    except ValueError:
+        raise invalid from None
+    if not math.isfinite(created_at) or int(rowid) >= 2**63:  # beyond SQLite's integers
+        raise invalid
+    return created_at, int(rowid)

@@ -27,6 +27,11 @@ DELIVERED = "delivered"  # the TM answered (2xx, 4xx, 500...): recorded with its
 EXPIRED = "expired"  # the deadline passed without the TM receiving it
 UNTRACKED = "untracked"  # terminated through DELETE /runs/<id>: the TM knows, never notified
 NOTIFICATION_STATUSES = (WAITING, PENDING, DELIVERED, EXPIRED, UNTRACKED)
+# Statuses nothing will change any more: rows in them may be pruned after the retention.
+FINISHED_STATUSES = (DELIVERED, EXPIRED, UNTRACKED)
+
+# Where a page of the newest-first list ended: (created_at, rowid) of its last row.
+PagePosition = tuple[float, int]
 
 
 class StoreError(RuntimeError):
@@ -149,6 +154,16 @@ class TrackingStore(Protocol):
     def list(self, notification_status: str | None = None) -> list[TrackedRun]:
         """Tracked runs, newest first, optionally with one notification status."""
 
+    def page(
+        self, notification_status: str | None, limit: int, after: PagePosition | None = None
+    ) -> tuple[list[TrackedRun], PagePosition | None]:
+        """Up to `limit` tracked runs in list() order, starting after `after`; and the
+        position to pass for the next page (None when this page is the last)."""
+
+    def prune(self, older_than: float) -> int:
+        """Delete runs whose notification is finished and whose last update is before
+        `older_than`; open runs and pending notifications are kept. The number deleted."""
+
     def open_runs(self) -> list[TrackedRun]:
         """Runs not final yet (status WAITING)."""
 
@@ -203,8 +218,21 @@ def _create_tracked_runs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX tracked_runs_created ON tracked_runs (created_at)")
 
 
+def _index_status_times(db: sqlite3.Connection) -> None:
+    """Indexes for paging a status's runs newest first and for pruning finished runs."""
+    db.execute(
+        "CREATE INDEX tracked_runs_status_created ON tracked_runs (notification_status, created_at)"
+    )
+    db.execute(
+        "CREATE INDEX tracked_runs_status_updated ON tracked_runs (notification_status, updated_at)"
+    )
+
+
 # MIGRATIONS[i] takes a database at schema version i to version i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_tracked_runs]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _create_tracked_runs,
+    _index_status_times,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
@@ -400,6 +428,40 @@ class SqliteTrackingStore:
             return self._select(newest_first, ())
         return self._select(f"WHERE notification_status = ? {newest_first}", (notification_status,))
 
+    def page(
+        self, notification_status: str | None, limit: int, after: PagePosition | None = None
+    ) -> tuple[list[TrackedRun], PagePosition | None]:
+        # Keyset paging: each page seeks straight to its start in an index, however deep.
+        conditions, params = [], []
+        if notification_status is not None:
+            conditions.append("notification_status = ?")
+            params.append(notification_status)
+        if after is not None:
+            conditions.append("(created_at, rowid) < (?, ?)")
+            params.extend(after)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                f"SELECT rowid AS position, {_COLUMNS} FROM tracked_runs {where} "
+                "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        runs = [_to_run(row) for row in rows]
+        return runs, ((last["created_at"], last["position"]) if last is not None else None)
+
+    def prune(self, older_than: float) -> int:
+        marks = ", ".join("?" * len(FINISHED_STATUSES))
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"DELETE FROM tracked_runs WHERE notification_status IN ({marks}) "
+                "AND updated_at < ?",
+                (*FINISHED_STATUSES, older_than),
+            )
+            return cursor.rowcount
+
     def open_runs(self) -> list[TrackedRun]:
         return self._select("WHERE notification_status = ? ORDER BY created_at", (WAITING,))
 
@@ -498,6 +560,7 @@ class SqliteTrackingStore:
 
 def _to_run(row: sqlite3.Row) -> TrackedRun:
     values = dict(row)
+    values.pop("position", None)
     values["info"] = json.loads(values["info"] or "{}")
     return TrackedRun(**values)
 
