@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -303,37 +304,53 @@ def test_run_states_asks_for_run_ids_in_chunks(scripted):
     assert len(server.requests) == 3
 
 
-def test_execution_survives_a_concurrent_creation_of_default(scripted):
-    """KFP in multi-user mode has no "Default": when two executions create it at once, KFP
-    answers 409 to one; that one reads the experiment the other made and starts its run."""
-    experiments = {"listed": 0}
+DEFAULT_LISTED = Answer(body={"experiments": [{"experiment_id": "e1", "display_name": "Default"}]})
+
+
+def _execution_kfp(
+    experiments: Callable[[Seen], Answer], run_state: str = "PENDING"
+) -> Callable[[Seen], Answer]:
+    """A scripted KFP for /execution: `experiments` answers the experiment calls; pipeline
+    `pipe` has one version; a created run comes back in `run_state`."""
 
     def kfp(seen: Seen) -> Answer:
         path = seen.path.split("?")[0].removeprefix("/pipeline/apis/v2beta1")
-        if path == "/experiments" and seen.method == "GET":
-            experiments["listed"] += 1
-            if experiments["listed"] == 1:
-                return Answer(body={})
-            return Answer(
-                body={"experiments": [{"experiment_id": "e1", "display_name": "Default"}]}
-            )
         if path == "/experiments":
-            return _kfp_error(409, "experiment Default already exists")
+            return experiments(seen)
         if path == "/pipelines":
             return Answer(body={"pipelines": [{"pipeline_id": "p1", "display_name": "pipe"}]})
         if path == "/pipelines/p1/versions":
             version = {"pipeline_version_id": "v1", "display_name": "pipe", "pipeline_spec": {}}
             return Answer(body={"pipeline_versions": [version]})
         if path == "/runs" and seen.method == "POST":
-            return Answer(body={"run_id": "r1", "display_name": "job-1", "state": "PENDING"})
+            return Answer(body={"run_id": "r1", "display_name": "job-1", "state": run_state})
         return _kfp_error(404, f"unexpected {seen.method} {path}")
 
-    server = scripted(kfp)
-    client = create_app(_settings(server.url)).test_client()
-    answer = client.post(
+    return kfp
+
+
+def _execute(server_url: str):
+    """The TM's execution call for pipeline `pipe` in the Default experiment."""
+    client = create_app(_settings(server_url)).test_client()
+    return client.post(
         "/trainingjobs/job-1/execution",
         json={"pipeline_name": "pipe", "experiment_name": "Default", "arguments": {}},
     )
+
+
+def test_execution_survives_a_concurrent_creation_of_default(scripted):
+    """KFP in multi-user mode has no "Default": when two executions create it at once, KFP
+    answers 409 to one; that one reads the experiment the other made and starts its run."""
+    listed = {"count": 0}
+
+    def experiments(seen: Seen) -> Answer:
+        if seen.method == "GET":
+            listed["count"] += 1
+            return Answer(body={}) if listed["count"] == 1 else DEFAULT_LISTED
+        return _kfp_error(409, "experiment Default already exists")
+
+    server = scripted(_execution_kfp(experiments))
+    answer = _execute(server.url)
     assert answer.status_code == 200, answer.json
     assert (answer.json["run_status"], answer.json["experiment_id"]) == ("scheduled", "e1")
     posts = [r.path.split("?")[0] for r in server.requests if r.method == "POST"]
@@ -344,28 +361,8 @@ def test_execution_survives_a_concurrent_creation_of_default(scripted):
 def test_run_status_is_scheduled_whatever_state_kfp_gives_the_new_run(scripted, state):
     """CONTRACT: run_status must equal "scheduled" for any run KFP accepted, even one KFP
     reports already started or finished (the older adapter answered otherwise)."""
-
-    def kfp(seen: Seen) -> Answer:
-        path = seen.path.split("?")[0].removeprefix("/pipeline/apis/v2beta1")
-        if path == "/experiments":
-            return Answer(
-                body={"experiments": [{"experiment_id": "e1", "display_name": "Default"}]}
-            )
-        if path == "/pipelines":
-            return Answer(body={"pipelines": [{"pipeline_id": "p1", "display_name": "pipe"}]})
-        if path == "/pipelines/p1/versions":
-            version = {"pipeline_version_id": "v1", "display_name": "pipe", "pipeline_spec": {}}
-            return Answer(body={"pipeline_versions": [version]})
-        if path == "/runs" and seen.method == "POST":
-            return Answer(body={"run_id": "r1", "display_name": "job-1", "state": state})
-        return _kfp_error(404, f"unexpected {seen.method} {path}")
-
-    server = scripted(kfp)
-    client = create_app(_settings(server.url)).test_client()
-    answer = client.post(
-        "/trainingjobs/job-1/execution",
-        json={"pipeline_name": "pipe", "experiment_name": "Default", "arguments": {}},
-    )
+    server = scripted(_execution_kfp(lambda seen: DEFAULT_LISTED, run_state=state))
+    answer = _execute(server.url)
     assert answer.status_code == 200, answer.json
     assert answer.headers["Content-Type"] == "application/json"
     assert (answer.json["run_status"], answer.json["run_state"]) == ("scheduled", state)
