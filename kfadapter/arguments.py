@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfadapter import jsontext
 from kfadapter.errors import BadRequest
 
 FEATUREPATH = "featurepath"
@@ -248,14 +249,9 @@ def _json_value(value: Any, kind: type, described: str) -> Any:
     if isinstance(value, kind):
         return value
     try:
-        parsed = json.loads(value, parse_constant=_no_constant) if isinstance(value, str) else None
-    except (ValueError, RecursionError):
+        parsed = jsontext.parse(value) if isinstance(value, str) else None
+    except ValueError:
         parsed = None
     if not isinstance(parsed, kind):
         raise ValueError(f"expected {described}, got {_short(value)}")
     return parsed
-
-
-def _no_constant(name: str) -> Any:
-    """NaN and Infinity are not JSON values."""
-    raise ValueError(f"{name} is not a JSON value")

@@ -227,6 +227,7 @@ def test_null_arguments_count_as_not_given(compiled):
         pytest.param(10**400, "NUMBER_DOUBLE", id="huge-int-as-double"),
         ('{"a": NaN}', "STRUCT"),
         pytest.param("[" * 5000 + "]" * 5000, "LIST", id="deep-list"),
+        pytest.param("[" * 150 + "]" * 150, "LIST", id="deeper-than-a-json-body-may-nest"),
     ],
 )
 def test_convert_rejects_what_kfp_cannot_hold(value, kind):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, request
 
+from kfadapter import jsontext
 from kfadapter.errors import AdapterError, BadRequest
 from kfadapter.kfconnect import KfConnect
 from kfadapter.settings import Settings
@@ -20,10 +20,6 @@ MAX_NAME_LENGTH = 512
 # which KFP and the proxies in front of it refuse beyond a few kB.
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_PAGE_SIZE = 1000
-# Deepest nesting of arrays and objects accepted in a JSON body: deeper documents would
-# exhaust the recursion of the code that serializes them again (for KFP, for the answer).
-MAX_JSON_DEPTH = 100
-TOO_DEEP = f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
 
 
 class TrackingDisabled(AdapterError):
@@ -91,42 +87,16 @@ def json_object() -> dict[str, Any]:
     if not raw or not raw.strip():
         raise BadRequest("the request body is empty; expected a JSON object")
     try:
-        document = json.loads(raw, parse_constant=_reject_constant)
+        document = jsontext.parse(raw)
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 text; expected a JSON object") from None
+    except jsontext.TooDeep as error:
+        raise BadRequest(f"the request body {error}") from None
     except ValueError as error:
         raise BadRequest(f"the request body is not valid JSON: {error}") from None
-    except RecursionError:
-        raise BadRequest(TOO_DEEP) from None
-    if json_depth(document) > MAX_JSON_DEPTH:
-        raise BadRequest(TOO_DEEP)
     if not isinstance(document, dict):
         raise BadRequest(f"the request body must be a JSON object, got {type(document).__name__}")
     return document
-
-
-def json_depth(document: Any) -> int:
-    """How deeply arrays and objects nest in a parsed JSON document (a scalar is 0)."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(document, 0)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict):
-            children = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        if deepest > MAX_JSON_DEPTH:
-            return deepest
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def _reject_constant(name: str) -> Any:
-    """NaN and Infinity are not JSON: refuse them rather than pass them on."""
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def text_field(
@@ -158,15 +128,12 @@ def page_args() -> dict[str, Any] | None:
     if "page_size" in args:
         page["page_size"] = page_size(args.get("page_size", ""))
     if page["filter"] is not None:
-        too_deep = f"filter must be KFP's filter JSON: it nests more than {MAX_JSON_DEPTH} levels"
         try:
-            document = json.loads(page["filter"], parse_constant=_reject_constant)
+            jsontext.parse(page["filter"])
+        except jsontext.TooDeep as error:
+            raise BadRequest(f"filter must be KFP's filter JSON: it {error}") from None
         except ValueError as error:
             raise BadRequest(f"filter must be KFP's filter JSON: {error}") from None
-        except RecursionError:
-            raise BadRequest(too_deep) from None
-        if json_depth(document) > MAX_JSON_DEPTH:
-            raise BadRequest(too_deep)
     return page
 
 
