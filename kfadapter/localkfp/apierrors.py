@@ -66,3 +66,14 @@ def require_json_value(value: Any, where: str) -> Any:
     except (TypeError, ValueError) as error:
         raise bad_request(f"{where} holds a value that is not JSON: {error}") from None
     return value
+
+
+def parse_json_text(raw: str | bytes, where: str) -> Any:
+    """The JSON value of a client's text, if it can be stored and served; 400 saying why not."""
+    try:
+        document = json.loads(raw)
+    except ValueError as error:
+        raise bad_request(f"{where} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise bad_request(f"{where} is not valid JSON: it is nested too deeply") from None
+    return require_json_value(document, where)

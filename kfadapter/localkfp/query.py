@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfadapter.localkfp.apierrors import bad_request, require_json_value
+from kfadapter.localkfp.apierrors import bad_request, parse_json_text, require_json_value
 from kfadapter.localkfp.timefmt import parse_rfc3339
 
 DEFAULT_PAGE_SIZE = 20
@@ -215,15 +215,9 @@ def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
     if raw is None or raw == "":
         return [], []
     if isinstance(raw, str):
-        try:
-            document = json.loads(raw)
-        except ValueError as error:
-            raise bad_request(f"filter is not valid JSON: {error}") from None
-        except RecursionError:
-            raise bad_request("filter is not valid JSON: it is nested too deeply") from None
+        document = parse_json_text(raw, "filter")
     else:
-        document = raw
-    require_json_value(document, "filter")
+        document = require_json_value(raw, "filter")
     if not isinstance(document, dict):
         raise bad_request('filter must be a JSON object like {"predicates": [...]}')
     unknown = set(document) - {"predicates"}

@@ -6,7 +6,6 @@ about ids, names, states and defaults lives here.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -18,7 +17,7 @@ from kfadapter.localkfp.apierrors import (
     bad_request,
     conflict,
     not_found,
-    require_json_value,
+    parse_json_text,
 )
 from kfadapter.localkfp.packages import ir_of, normalize_spec, parse_package
 from kfadapter.localkfp.store import (
@@ -1080,13 +1079,7 @@ def parse_json_body(raw: bytes) -> Any:
     """The JSON document of a request body; 400 when it is not JSON."""
     if not raw or not raw.strip():
         return {}
-    try:
-        document = json.loads(raw)
-    except ValueError as error:
-        raise bad_request(f"request body is not valid JSON: {error}") from None
-    except RecursionError:
-        raise bad_request("request body is not valid JSON: it is nested too deeply") from None
-    return require_json_value(document, "request body")
+    return parse_json_text(raw, "request body")
 
 
 __all__ = ["ACTIVE_STATES", "DEFAULT_EXPERIMENT", "KfpService", "parse_json_body"]
