@@ -109,7 +109,8 @@ class RunExecutor:
     # -- the interface the server uses -------------------------------------------------
 
     def submit(self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any]) -> None:
-        """Queue the run; it stays PENDING until a slot is free. Never blocks on execution."""
+        """Queue the run of an IR pipeline spec (no platform spec); it stays PENDING until a
+        slot is free. Never blocks on execution."""
         if not protocol.is_safe_name(run_id):
             raise ValueError(f"run id {run_id!r} is not usable as a directory name")
         run = _Run(
@@ -449,11 +450,8 @@ def _end_task(task: dict[str, Any], state: str, stamp: str, error: str | None) -
     task["state_history"].append(status)
 
 
-def _downstream_tasks(pipeline_spec: dict[str, Any]) -> dict[str, set[str]]:
+def _downstream_tasks(spec: dict[str, Any]) -> dict[str, set[str]]:
     """Task name -> names of the tasks that depend on it, over every DAG of the spec."""
-    spec = pipeline_spec
-    if "root" not in spec and isinstance(spec.get("pipeline_spec"), dict):
-        spec = spec["pipeline_spec"]
     dags = [spec.get("root", {})] + list((spec.get("components") or {}).values())
     downstream: dict[str, set[str]] = collections.defaultdict(set)
     for component in dags:

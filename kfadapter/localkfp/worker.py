@@ -167,13 +167,6 @@ class TaskTracker:
         return return_code
 
 
-def pipeline_spec_of(document: dict[str, Any]) -> dict[str, Any]:
-    """The IR pipeline spec, also when wrapped with a platform spec as KFP stores it."""
-    if "root" not in document and isinstance(document.get("pipeline_spec"), dict):
-        return document["pipeline_spec"]
-    return document
-
-
 def coerce_parameters(spec: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
     """JSON numbers to the declared parameter types (5 for a float, 3.0 for an int)."""
     definitions = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
@@ -202,7 +195,6 @@ def run_pipeline(
         workspace_root=str(run_directory / "workspace"),
         raise_on_error=True,
     )
-    spec = pipeline_spec_of(spec)
     spec_file = run_directory / "pipeline.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     try:

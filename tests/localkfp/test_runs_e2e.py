@@ -24,13 +24,21 @@ def _wait(client, run_id: str, states: set[str], deadline: float = 120.0):
 
 
 @pytest.fixture(scope="module")
-def started(real_server, compiled):
+def started(real_server, compiled, tmp_path_factory):
     """Start every run of this module at once (they overlap, two at a time)."""
     client = client_for(real_server, "/pipeline")
     asm = str(compiled["add_subtract_multiply"])
     pipeline = client.upload_pipeline(asm, "asm-e2e")
     version_id = client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions[0]
     experiment = client.create_experiment("e2e")
+    # The same pipeline as kfp-kubernetes would compile it: followed by a platform spec.
+    with_platform = tmp_path_factory.mktemp("platform") / "asm-platform.yaml"
+    with_platform.write_text(
+        compiled["add_subtract_multiply"].read_text()
+        + "---\nplatforms:\n  kubernetes:\n    deploymentSpec: {}\n"
+    )
+    platform_pipeline = client.upload_pipeline(str(with_platform), "asm-platform-e2e")
+    platform_version = client.list_pipeline_versions(platform_pipeline.pipeline_id)
     runs = {
         "good": client.run_pipeline(
             experiment.experiment_id,
@@ -44,6 +52,13 @@ def started(real_server, compiled):
         ).run_id,
         "sleeps": client.create_run_from_pipeline_package(
             str(compiled["sleeps"]), arguments={"seconds": 600}, run_name="sleeps"
+        ).run_id,
+        "platform": client.run_pipeline(
+            experiment.experiment_id,
+            "platform",
+            pipeline_id=platform_pipeline.pipeline_id,
+            version_id=platform_version.pipeline_versions[0].pipeline_version_id,
+            params={"a": 5, "b": 3, "expected": 16},
         ).run_id,
     }
     return client, runs
@@ -94,3 +109,9 @@ def test_a_long_run_is_terminated_to_canceled(started) -> None:
     with pytest.raises(kfp_server_api.ApiException) as error:
         client.terminate_run(runs["sleeps"])
     assert error.value.status == 400
+
+
+def test_a_pipeline_uploaded_with_a_platform_spec_runs(started) -> None:
+    client, runs = started
+    run = _wait(client, runs["platform"], FINAL)
+    assert run.state == "SUCCEEDED", run.error
