@@ -6,6 +6,8 @@ import json
 from http import HTTPStatus
 from typing import Any
 
+from kfadapter import jsontext
+
 # gRPC status codes that grpc-gateway maps to the HTTP statuses KFP answers with.
 GRPC_CODES = {
     HTTPStatus.BAD_REQUEST: 3,  # INVALID_ARGUMENT
@@ -55,10 +57,11 @@ def require_json_value(value: Any, where: str) -> Any:
     """The decoded value, if it can be stored and served as JSON; 400 saying why not.
 
     Refused: strings with a lone UTF-16 surrogate (a JSON escape such as "\\ud800": SQLite
-    and the run's process need UTF-8), and YAML-only values (binary, sets, recursion).
+    and the run's process need UTF-8), NaN and Infinity (YAML's .nan and .inf), and YAML-only
+    values (binary, sets, recursion).
     """
     try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
         raise bad_request(
             f"{where} holds an invalid unicode escape (a lone UTF-16 surrogate such as \\ud800)"
@@ -69,11 +72,12 @@ def require_json_value(value: Any, where: str) -> Any:
 
 
 def parse_json_text(raw: str | bytes, where: str) -> Any:
-    """The JSON value of a client's text, if it can be stored and served; 400 saying why not."""
+    """The JSON value of a client's text (parsed as the adapter parses it: no NaN, at most
+    jsontext.MAX_DEPTH levels), if it can be stored and served; 400 saying why not."""
     try:
-        document = json.loads(raw)
+        document = jsontext.parse(raw)
+    except jsontext.TooDeep as error:
+        raise bad_request(f"{where} {error}") from None
     except ValueError as error:
         raise bad_request(f"{where} is not valid JSON: {error}") from None
-    except RecursionError:
-        raise bad_request(f"{where} is not valid JSON: it is nested too deeply") from None
     return require_json_value(document, where)

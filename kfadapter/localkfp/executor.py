@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kfadapter.localkfp import execution_protocol as protocol
+from kfadapter.localkfp.store import FINAL_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ TERMINATE_GRACE_SECONDS = 3.0
 
 _POLL_SECONDS = 0.2
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"})
 
 
 @dataclass(frozen=True)

@@ -186,26 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; print its URL first."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.max_concurrent_runs < 1:
-        parser.error("--max-concurrent-runs must be at least 1")
-    if (args.dex_user is None) != (args.dex_password is None):
-        parser.error("--dex-user and --dex-password go together")
-    if args.dex_session_ttl is not None:
-        if args.dex_user is None:
-            parser.error("--dex-session-ttl needs --dex-user and --dex-password")
-        if not args.dex_session_ttl > 0:
-            parser.error("--dex-session-ttl must be a positive number of seconds")
+    try:  # the server checks its options; a wrong one is a usage error (exit 2)
+        server = LocalKfpServer(
+            data_dir=args.data_dir,
+            host=args.host,
+            port=args.port,
+            max_concurrent_runs=args.max_concurrent_runs,
+            auth_token=args.auth_token,
+            dex_user=args.dex_user,
+            dex_password=args.dex_password,
+            dex_session_ttl=args.dex_session_ttl,
+        )
+    except ValueError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    server = LocalKfpServer(
-        data_dir=args.data_dir,
-        host=args.host,
-        port=args.port,
-        max_concurrent_runs=args.max_concurrent_runs,
-        auth_token=args.auth_token,
-        dex_user=args.dex_user,
-        dex_password=args.dex_password,
-        dex_session_ttl=args.dex_session_ttl,
-    )
     stopping = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:

@@ -743,8 +743,25 @@ class KfpService:
             self._finish(run_id, "FAILED", f"the run could not be started: {error}")
 
     def _finish(self, run_id: str, state: str, message: str | None) -> None:
+        """End the run in a final state, with the error message if any."""
+        with self._run_lock:
+            self._enter_state(run_id, state, message, final=True)
+
+    def _enter_state(
+        self,
+        run_id: str,
+        state: str,
+        message: str | None = None,
+        *,
+        final: bool = False,
+        **columns: Any,
+    ) -> None:
+        """Set the run's state (and the other columns given), appending it to state_history;
+        a final state also sets error and finished_at. Nothing when the run is gone."""
         now = now_us()
-        with self._run_lock, self.store.write() as conn:
+        if final:
+            columns.update(error=dumps({"message": message}) if message else None, finished_at=now)
+        with self.store.write() as conn:
             row = conn.execute("SELECT state_history FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 return
@@ -753,17 +770,9 @@ class KfpService:
             if message:
                 entry["error"] = {"message": message}
             history.append(entry)
-            conn.execute(
-                "UPDATE runs SET state = ?, error = ?, finished_at = ?, state_history = ? "
-                "WHERE id = ?",
-                (
-                    state,
-                    dumps({"message": message}) if message else None,
-                    now,
-                    dumps(history),
-                    run_id,
-                ),
-            )
+            fields = {"state": state, **columns, "state_history": dumps(history)}
+            assignments = ", ".join(f"{column} = ?" for column in fields)
+            conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*fields.values(), run_id])
 
     def _run_row(self, run_id: str) -> dict[str, Any]:
         row = self.store.get("runs", run_id)
@@ -795,7 +804,7 @@ class KfpService:
                     FAILED_PRECONDITION,
                 )
             if row["state"] != "CANCELING":
-                self._append_state(run_id, "CANCELING")
+                self._enter_state(run_id, "CANCELING")
         active = bool(self._executor is not None and self._executor.terminate(run_id))
         if not active:
             with self._run_lock:
@@ -803,19 +812,6 @@ class KfpService:
                 if current is not None and current["state"] not in FINAL_STATES:
                     self._finish(run_id, "CANCELED", None)
         return {}
-
-    def _append_state(self, run_id: str, state: str) -> None:
-        now = now_us()
-        with self.store.write() as conn:
-            row = conn.execute("SELECT state_history FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                return
-            history = loads(row["state_history"]) or []
-            history.append({"update_time": now, "state": state})
-            conn.execute(
-                "UPDATE runs SET state = ?, state_history = ? WHERE id = ?",
-                (state, dumps(history), run_id),
-            )
 
     def delete_run(self, run_id: str) -> dict[str, Any]:
         """DELETE /runs/{id}: an active run is killed first."""
@@ -868,15 +864,7 @@ class KfpService:
                 ir = ir_of(loads(version["pipeline_spec"]))
             else:
                 ir = ir_of(loads(row["pipeline_spec"]))
-            now = now_us()
-            history = loads(row["state_history"]) or []
-            history.append({"update_time": now, "state": "PENDING"})
-            with self.store.write() as conn:
-                conn.execute(
-                    "UPDATE runs SET state = 'PENDING', error = NULL, finished_at = 0, "
-                    "task_details = NULL, state_history = ? WHERE id = ?",
-                    (dumps(history), run_id),
-                )
+            self._enter_state(run_id, "PENDING", error=None, finished_at=0, task_details=None)
         parameters = (loads(row["runtime_config"]) or {}).get("parameters", {})
         self._submit(run_id, ir, parameters)
         return {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tests.support import wait_until
+
 DEADLINE_SECONDS = 60.0
 
 
@@ -15,8 +17,8 @@ def worker_pid(run_directory: Path) -> int:
     sessions on the same machine that use the same run ids.
     """
     wanted = str(Path(run_directory).resolve()).encode()
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
+
+    def find() -> int | None:
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -26,8 +28,11 @@ def worker_pid(run_directory: Path) -> int:
                 continue
             if b"kfadapter.localkfp.worker" in command and wanted in command:
                 return int(entry.name)
-        time.sleep(0.05)
-    raise AssertionError(f"no worker process for {run_directory}")
+        return None
+
+    return wait_until(
+        find, DEADLINE_SECONDS, details=lambda: f"no worker process for {run_directory}"
+    )
 
 
 def live_group_members(pgid: int) -> list[int]:

@@ -252,6 +252,31 @@ def test_bad_runs_are_refused_and_not_stored(held_server, body) -> None:
     assert requests.get(url).json()["total_size"] == before
 
 
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("NaN", "NaN"), ("-Infinity", "Infinity"), ("[" * 101 + "]" * 101, "levels deep")],
+)
+def test_run_bodies_that_are_not_strict_json_are_refused(held_server, value, words) -> None:
+    """NaN, Infinity and too-deep nesting would be stored and served as invalid JSON."""
+    url = f"{held_server.url}/apis/v2beta1/runs"
+    before = requests.get(url).json()["total_size"]
+    text = (
+        f'{{"display_name": "x", "pipeline_spec": {json.dumps(SPEC)}, '
+        f'"runtime_config": {{"parameters": {{"n": {value}}}}}}}'
+    )
+    response = requests.post(url, data=text, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert words in response.json()["message"]
+    assert requests.get(url).json()["total_size"] == before
+
+
+def test_filters_that_are_not_strict_json_are_refused(held_server) -> None:
+    predicate = {"key": "created_at", "operation": "GREATER_THAN", "int_value": 0}
+    text = json.dumps({"predicates": [predicate]}).replace("0}", "NaN}")
+    response = requests.get(f"{held_server.url}/apis/v2beta1/runs", params={"filter": text})
+    assert response.status_code == 400 and "NaN" in response.json()["message"]
+
+
 def test_unknown_run_ids_are_404(held_server) -> None:
     base = f"{held_server.url}/apis/v2beta1/runs/{uuid.uuid4()}"
     assert requests.get(base).status_code == 404

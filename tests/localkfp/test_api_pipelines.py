@@ -343,6 +343,7 @@ def test_bad_uploads_store_nothing(held_server) -> None:
         (b"pipelineInfo: {name: p}\nroot: &r {dag: {tasks: *r}}\n", "recursive alias"),
         (b"pipelineInfo: {name: p}\nroot: {dag: !!binary aGVsbG8=}\n", "not JSON"),
         (b'pipelineInfo: {name: "\\ud800"}\nroot: {dag: {}}\n', "not valid YAML"),
+        (b"pipelineInfo: {name: p}\nroot: {dag: {}, x: .nan}\n", "not JSON"),
     ]
     for data, words in cases:
         body = _kfp_error(_upload(held_server, f"bad-{uuid.uuid4().hex[:6]}", data), 400)

@@ -20,7 +20,7 @@ from tests.localkfp.processes import (
     wait_group_gone,
     worker_pid,
 )
-from tests.support import PYTHON, Process, adapter_env
+from tests.support import PYTHON, Process, adapter_env, wait_until
 
 
 def test_bearer_token_is_required(make_server) -> None:
@@ -226,9 +226,8 @@ def test_runs_of_a_killed_server_are_stopped_and_failed_on_restart(
             timeout=10,
         ).json()
         pgid = os.getpgid(worker_pid(data_dir / "runs" / run["run_id"]))
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while len(live_group_members(pgid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)  # until the task's own processes have started too
+        # until the task's own processes have started too
+        wait_until(lambda: len(live_group_members(pgid)) >= 2, DEADLINE_SECONDS)
         assert len(live_group_members(pgid)) >= 2
         process.kill()
         assert wait_group_gone(pgid), "the run's processes outlived the killed server"

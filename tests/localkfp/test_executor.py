@@ -20,6 +20,7 @@ from tests.localkfp.processes import (
     wait_group_gone,
     worker_pid,
 )
+from tests.support import wait_until
 
 
 class Updates:
@@ -73,13 +74,16 @@ def worker_of(tmp_path: Path, run_id: str) -> int:
 
 def wait_component_running(executor: RunExecutor, run_id: str, node_id: str) -> None:
     """Wait until the component's own code has started (its log says so)."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
+
+    def started() -> bool:
         path = executor.log_path(run_id, node_id)
-        if path is not None and "Got executor_input" in path.read_text():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the component {node_id} of run {run_id} did not start")
+        return path is not None and "Got executor_input" in path.read_text()
+
+    wait_until(
+        started,
+        DEADLINE_SECONDS,
+        details=lambda: f"the component {node_id} of run {run_id} did not start",
+    )
 
 
 @pytest.fixture

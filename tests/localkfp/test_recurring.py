@@ -11,6 +11,7 @@ import requests
 
 from kfadapter.localkfp.timefmt import now_us
 from tests.localkfp.conftest import SPEC, HeldExecutor, client_for
+from tests.support import wait_until
 
 S = 1_000_000
 
@@ -193,10 +194,12 @@ def test_scheduler_thread_starts_real_runs_until_disabled(make_server, compiled)
         max_concurrency=1,
         pipeline_package_path=str(compiled["add_subtract_multiply"]),
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not _runs_of(server, created.recurring_run_id):
-        time.sleep(0.1)
-    runs = _runs_of(server, created.recurring_run_id)
+    runs = wait_until(
+        lambda: _runs_of(server, created.recurring_run_id),
+        30,
+        step=0.1,
+        details=lambda: "the scheduler started no run",
+    )
     assert runs, "the scheduler started no run"
     client.disable_recurring_run(created.recurring_run_id)
     time.sleep(0.5)  # a tick in progress may still finish
