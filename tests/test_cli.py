@@ -126,18 +126,29 @@ def test_local_kfp_help_is_its_own():
     assert "kfadapter local-kfp" in result.stdout and "--max-concurrent-runs" in result.stdout
 
 
+def start_dev(data_dir: Path, env: dict[str, str], cwd: Path) -> tuple[Process, str]:
+    """`kfadapter dev` on free ports keeping its data in data_dir; and the adapter's URL
+    once it prints it (the process is killed if it never does)."""
+    process = Process(
+        [*KFADAPTER, "dev", "--port", "0", "--kfp-port", "0", "--data-dir", str(data_dir)],
+        env=env,
+        cwd=cwd,
+    )
+    try:
+        line = process.wait_for_line("kfadapter adapter:", timeout=120)
+    except BaseException:
+        process.kill()
+        raise
+    return process, line.split("adapter:", 1)[1].strip()
+
+
 @pytest.fixture
 def dev_process(tmp_path, clean_env) -> Iterator[tuple[Process, str, Path]]:
     """`kfadapter dev` on free ports with its data dir under tmp_path."""
     data_dir = tmp_path / "dev-data"
-    process = Process(
-        [*KFADAPTER, "dev", "--port", "0", "--kfp-port", "0", "--data-dir", str(data_dir)],
-        env=clean_env,
-        cwd=tmp_path,
-    )
+    process, url = start_dev(data_dir, clean_env, tmp_path)
     try:
-        line = process.wait_for_line("kfadapter adapter:", timeout=120)
-        yield process, line.split("adapter:", 1)[1].strip(), data_dir
+        yield process, url, data_dir
     finally:
         process.kill()
 
@@ -176,13 +187,9 @@ def test_dev_serves_adapter_with_sample_pipeline(dev_process):
 
 
 def test_dev_restart_does_not_register_the_sample_twice(tmp_path, clean_env):
-    data_dir = tmp_path / "dev-data"
-    command = [*KFADAPTER, "dev", "--port", "0", "--kfp-port", "0", "--data-dir", str(data_dir)]
     for _ in range(2):
-        process = Process(command, env=clean_env, cwd=tmp_path)
+        process, url = start_dev(tmp_path / "dev-data", clean_env, tmp_path)
         try:
-            line = process.wait_for_line("kfadapter adapter:", timeout=120)
-            url = line.split("adapter:", 1)[1].strip()
             pipelines = requests.get(f"{url}/pipelines", timeout=30).json()["pipelines"]
             names = [pipeline["display_name"] for pipeline in pipelines]
             assert names.count("add_subtract_multiply") == 1

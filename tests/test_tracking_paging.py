@@ -19,15 +19,11 @@ from kfadapter.tracking.store import (
     DELIVERED,
     EXPIRED,
     NOTIFICATION_STATUSES,
-    PENDING,
     UNTRACKED,
-    WAITING,
-    AttemptResult,
     SqliteTrackingStore,
-    StateUpdate,
 )
 from tests.support import free_port, wait_until
-from tests.tracking_support import FakeRunStates
+from tests.tracking_support import FakeRunStates, finish_run
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
@@ -85,19 +81,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
     tracker.stop()
 
 
-def finish(store: SqliteTrackingStore, run_id: str, status: str, now: float) -> None:
-    """Take a WAITING run to `status` at time `now` as the watcher and notifier would."""
-    if status == WAITING:
-        return
-    if status == UNTRACKED:
-        assert store.untrack(run_id, now)
-        return
-    store.record_poll([StateUpdate(run_id, "FAILED", final=True, notification_id="n")], now)
-    if status != PENDING:
-        code = 200 if status == DELIVERED else None
-        assert store.record_attempt(AttemptResult(run_id, status, 1, None, code, None), now)
-
-
 def walk(served: Served, **params: object) -> tuple[list[str], int]:
     """Every run id GET /trainingjobs gives, following next_page_token; and the page count."""
     run_ids: list[str] = []
@@ -120,7 +103,7 @@ def test_pages_walk_every_run_once_newest_first_with_and_without_a_status(served
         run_id = f"run-{n:03d}"
         status = NOTIFICATION_STATUSES[n % len(NOTIFICATION_STATUSES)]
         served.store.add(f"job-{n % 17}", run_id, {}, now=T0 + n // 4)  # ties in created_at
-        finish(served.store, run_id, status, now=T0 + 1000)
+        finish_run(served.store, run_id, status, now=T0 + 1000)
         statuses[run_id] = status
     newest_first = [run.run_id for run in served.store.list()]
     assert len(newest_first) == 230
@@ -194,12 +177,12 @@ def test_the_leader_prunes_old_finished_runs_at_start_and_then_hourly(served: Se
     old, recent = now - 2 * DAY, now - DAY / 2
     for status in NOTIFICATION_STATUSES:
         served.store.add(f"old-{status}", f"old-{status}", {}, now=old - 1)
-        finish(served.store, f"old-{status}", status, now=old)
+        finish_run(served.store, f"old-{status}", status, now=old)
         served.store.add(f"recent-{status}", f"recent-{status}", {}, now=recent - 1)
-        finish(served.store, f"recent-{status}", status, now=recent)
+        finish_run(served.store, f"recent-{status}", status, now=recent)
     # A job whose old run was delivered long ago but which has a newer, open run.
     served.store.add("rerun", "rerun-1", {}, now=old - 2)
-    finish(served.store, "rerun-1", DELIVERED, now=old)
+    finish_run(served.store, "rerun-1", DELIVERED, now=old)
     served.store.add("rerun", "rerun-2", {}, now=old - 1)
     served.source.states.update({"old-waiting": "RUNNING", "recent-waiting": "RUNNING"})
     served.source.states["rerun-2"] = "RUNNING"
@@ -217,7 +200,7 @@ def test_the_leader_prunes_old_finished_runs_at_start_and_then_hourly(served: Se
     # An old finished run arriving after that prune stays until the hour is over,
     # however many polls go by.
     served.store.add("late", "late-1", {}, now=old - 1)
-    finish(served.store, "late-1", EXPIRED, now=old)
+    finish_run(served.store, "late-1", EXPIRED, now=old)
     served.clock.now = now + PRUNE_INTERVAL / 2
     polls = len(served.source.calls)
     wait_until(lambda: len(served.source.calls) >= polls + 5)
@@ -241,7 +224,7 @@ def test_retention_zero_keeps_every_run(tmp_path: Path):
     tracker = Tracker(settings, FakeRunStates(), store=store, clock=Clock(T0 + 1000 * DAY))
     try:
         store.add("job", "run-1", {}, now=T0)
-        finish(store, "run-1", DELIVERED, now=T0)
+        finish_run(store, "run-1", DELIVERED, now=T0)
         assert tracker.prune() == 0
         assert store.get("run-1") is not None
     finally:

@@ -26,6 +26,7 @@ from kfadapter.tracking.store import (
 )
 from tests.support import adapter_env
 from tests.tracking_support import *  # noqa: F403
+from tests.tracking_support import finish_run
 
 
 def test_added_run_is_on_disk_when_add_returns(tmp_path: Path, store: SqliteTrackingStore):
@@ -86,24 +87,12 @@ def test_migration_hook_upgrades_an_older_file_keeping_its_rows(tmp_path: Path):
         assert raw.execute("SELECT run_id, priority FROM tracked_runs").fetchall() == [("run-1", 5)]
 
 
-def _finish(store: SqliteTrackingStore, run_id: str, status: str, now: float) -> None:
-    """Take a WAITING run to `status` at time `now` the way the tracker does."""
-    if status == UNTRACKED:
-        assert store.untrack(run_id, now)
-        return
-    store.record_poll([StateUpdate(run_id, "SUCCEEDED", final=True, notification_id="n")], now)
-    if status != PENDING:
-        code = 200 if status == DELIVERED else None
-        assert store.record_attempt(AttemptResult(run_id, status, 1, None, code, None), now)
-
-
 def test_prune_deletes_only_finished_runs_not_updated_since(store: SqliteTrackingStore):
     for status in (WAITING, PENDING, DELIVERED, EXPIRED, UNTRACKED):
         store.add("job", f"old-{status}", {}, now=1.0)
         store.add("job", f"new-{status}", {}, now=1.0)
-        if status != WAITING:
-            _finish(store, f"old-{status}", status, now=10.0)
-            _finish(store, f"new-{status}", status, now=20.0)
+        finish_run(store, f"old-{status}", status, now=10.0)
+        finish_run(store, f"new-{status}", status, now=20.0)
     assert store.prune(older_than=10.0) == 0  # strictly older only
     assert store.prune(older_than=15.0) == 3
     assert sorted(run.run_id for run in store.list()) == [
@@ -128,7 +117,7 @@ def test_pages_walk_the_list_order_with_ties_and_a_status_filter(store: SqliteTr
     for n in range(40):
         store.add(f"job-{n}", f"run-{n}", {}, now=float(n // 6))  # many equal created_at
         if n % 3 == 0:
-            _finish(store, f"run-{n}", DELIVERED, now=100.0)
+            finish_run(store, f"run-{n}", DELIVERED, now=100.0)
     for status in (None, DELIVERED, WAITING):
         walked, after = [], None
         while True:
@@ -157,7 +146,7 @@ def test_a_store_at_the_previous_version_gains_the_paging_and_pruning_indexes(tm
     path = tmp_path / "t.sqlite3"
     previous = SqliteTrackingStore(path, migrations=MIGRATIONS[: SCHEMA_VERSION - 1])
     previous.add("job-1", "run-1", {"run_name": "r"}, now=1.0)
-    _finish(previous, "run-1", DELIVERED, now=2.0)
+    finish_run(previous, "run-1", DELIVERED, now=2.0)
     previous.add("job-2", "run-2", {}, now=3.0)
     assert previous.schema_version() == SCHEMA_VERSION - 1
     # Without the new indexes a filtered page sorts every row of the status.

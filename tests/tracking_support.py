@@ -18,10 +18,27 @@ from typing import Any
 import pytest
 
 from kfadapter.serving import ServerThread
-from kfadapter.tracking.store import SqliteTrackingStore
+from kfadapter.tracking.store import (
+    DELIVERED,
+    PENDING,
+    UNTRACKED,
+    WAITING,
+    AttemptResult,
+    SqliteTrackingStore,
+    StateUpdate,
+)
 from tests.support import free_port
 
-__all__ = ["NOTIFY_PATH", "FakeRunStates", "Received", "TmReceiver", "receiver", "store", "tm"]
+__all__ = [
+    "NOTIFY_PATH",
+    "FakeRunStates",
+    "Received",
+    "TmReceiver",
+    "finish_run",
+    "receiver",
+    "store",
+    "tm",
+]
 
 NOTIFY_PATH = "/trainingjob/pipelineNotification"
 
@@ -126,6 +143,20 @@ class FakeRunStates:
             if self.error is not None:
                 raise self.error
             return {run_id: self.states[run_id] for run_id in run_ids if run_id in self.states}
+
+
+def finish_run(store: SqliteTrackingStore, run_id: str, status: str, now: float) -> None:
+    """Take a WAITING run to notification `status` at time `now` as the watcher and the
+    notifier would (WAITING: left as it is)."""
+    if status == WAITING:
+        return
+    if status == UNTRACKED:
+        assert store.untrack(run_id, now)
+        return
+    store.record_poll([StateUpdate(run_id, "SUCCEEDED", final=True, notification_id="n")], now)
+    if status != PENDING:
+        code = 200 if status == DELIVERED else None
+        assert store.record_attempt(AttemptResult(run_id, status, 1, None, code, None), now)
 
 
 @pytest.fixture(scope="module")

@@ -120,11 +120,6 @@ class Tracker:
         run = self._store.add(trainingjob_id, run_id, info, self._clock())
         return run.to_dict(self._deadline)
 
-    def untrack(self, run_id: str) -> None:
-        """Stop watching a run terminated through the adapter: it is never notified."""
-        if self._store.untrack(run_id, self._clock()):
-            log.info("run %s terminated through the adapter: no longer tracked", run_id)
-
     @contextmanager
     def untracking(self, run_id: str) -> Iterator[None]:
         """Untrack a run for the block that terminates it; watch it again if the block fails.
@@ -145,11 +140,6 @@ class Tracker:
     def get(self, trainingjob_id: str) -> dict[str, Any] | None:
         """The latest tracked run of a training job, with its notification's progress."""
         run = self._store.latest_for_job(trainingjob_id)
-        return run.to_dict(self._deadline) if run else None
-
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """One tracked run by its run id."""
-        run = self._store.get(run_id)
         return run.to_dict(self._deadline) if run else None
 
     def list(self, notification_status: str | None = None) -> list[dict[str, Any]]:
