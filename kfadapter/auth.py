@@ -66,7 +66,7 @@ class KfpAuth:
         if status == 401:
             return True
         if status in (301, 302, 303, 307, 308):
-            location = _header(headers, "Location").lower()
+            location = header(headers, "Location").lower()
             return any(word in location for word in ("login", "dex", "auth"))
         return False
 
@@ -146,7 +146,7 @@ class KfpAuth:
             )
 
 
-def _header(headers: Mapping[str, str] | None, name: str) -> str:
+def header(headers: Mapping[str, str] | None, name: str) -> str:
     """A header's value by case-insensitive name, or ''."""
     if not headers:
         return ""

@@ -61,7 +61,6 @@ def json_error(status: int, message: str, **details: Any):
     """A Flask response with the adapter's JSON error body."""
     response = jsonify({"status": status, "message": message, **details})
     response.status_code = status
-    response.mimetype = "application/json"
     return response
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import urllib3
 
 from kfadapter.arguments import declared_parameters, pipeline_tasks, spec_of
-from kfadapter.auth import KfpAuth
+from kfadapter.auth import KfpAuth, header
 from kfadapter.errors import (
     AdapterError,
     BadRequest,
@@ -59,8 +59,6 @@ RUN_IDS_PER_CALL = 100
 RETRY_PAUSE = 0.2
 # The longest KFP error text passed on to clients.
 MAX_MESSAGE = 1000
-
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 
 
 @dataclass(frozen=True)
@@ -162,10 +160,10 @@ class KfConnect:
             raise NotFound(f"pipeline {id_or_name!r} not found (no pipeline has this id or name)")
         return pipeline
 
-    def pipeline_details(self, pipeline_id: str) -> dict[str, Any]:
-        """A pipeline with its newest version's parameters, `arguments` and version count."""
-        pipeline = self.get_pipeline(pipeline_id)
-        answer = self._newest_version_page(pipeline_id)
+    def pipeline_details(self, pipeline: dict[str, Any]) -> dict[str, Any]:
+        """A pipeline (as `resolve_pipeline` gives it) with its newest version's parameters,
+        `arguments` and version count."""
+        answer = self._newest_version_page(pipeline["pipeline_id"])
         versions = [flatten_version(v) for v in answer.get("pipeline_versions") or []]
         newest = versions[0] if versions else None
         parameters = newest["parameters"] if newest else []
@@ -280,9 +278,13 @@ class KfConnect:
             subject=f"pipeline {pipeline_id!r}",
         )
 
-    def find_version(self, pipeline_id: str, name: str) -> dict[str, Any] | None:
-        """The version of a pipeline with this display name (or name, or id), or None."""
-        for version in reversed(self.list_versions(pipeline_id)):
+    def find_version(self, pipeline_id: str, name: str | None) -> dict[str, Any] | None:
+        """The newest version of a pipeline with this display name (or name, or id), the
+        newest version of all when `name` is None; None when none fits."""
+        versions = self.list_versions(pipeline_id)
+        if name is None:
+            return versions[-1] if versions else None
+        for version in reversed(versions):
             if name in (version["display_name"], version["name"], version["pipeline_version_id"]):
                 return version
         return None
@@ -358,9 +360,8 @@ class KfConnect:
         page_token: str | None = None,
         sort_by: str | None = None,
         filter: str | None = None,
-        experiment_id: str | None = None,
     ) -> dict[str, Any]:
-        """One page of runs: {"runs", "next_page_token", "total_size"}."""
+        """One page of runs in the namespace: {"runs", "next_page_token", "total_size"}."""
         answer = self._read(
             "list_runs",
             self._api().runs.run_service_list_runs,
@@ -368,12 +369,11 @@ class KfConnect:
             page_token=page_token,
             sort_by=sort_by,
             filter=filter,
-            experiment_id=experiment_id,
-            namespace=None if experiment_id else self.settings.namespace,
+            namespace=self.settings.namespace,
         )
         return _page(answer, "runs", flatten_run)
 
-    def all_runs(self, *, filter: str | None = None) -> list[dict[str, Any]]:
+    def all_runs(self) -> list[dict[str, Any]]:
         """Every run in the namespace (walking pages of PAGE_SIZE), oldest first."""
         return list(
             self._walk(
@@ -382,7 +382,6 @@ class KfConnect:
                 "runs",
                 flatten_run,
                 sort_by="created_at",
-                filter=filter,
                 namespace=self.settings.namespace,
             )
         )
@@ -748,7 +747,7 @@ def _http_error(error: Any, operation: str, subject: str | None) -> AdapterError
     if status == 400:
         return BadRequest(f"KFP rejected {what}: {message}", kfp_message=message)
     if 300 <= status < 400:
-        location = dict(error.headers or {}).get("Location", "?")
+        location = header(error.headers, "Location") or "?"
         return KfpError(
             f"KFP redirected {operation} to {location}: authentication is probably required "
             "(set KFP_TOKEN, KFP_TOKEN_FILE, KFP_COOKIE or KFP_USERNAME/KFP_PASSWORD)",

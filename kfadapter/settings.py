@@ -72,18 +72,22 @@ class Settings:
         endpoint = reader.text("KFP_ENDPOINT", "") or f"http://{host}:{port}/pipeline"
         if not endpoint.startswith(("http://", "https://")):
             raise SettingsError(f"KFP_ENDPOINT must be an http(s) URL, got {endpoint!r}")
-        log_format = reader.text("KFADAPTER_LOG_FORMAT", "text").lower()
+        log_format = reader.text("KFADAPTER_LOG_FORMAT", cls.log_format).lower()
         if log_format not in ("text", "json"):
             raise SettingsError(
                 f"KFADAPTER_LOG_FORMAT must be 'text' or 'json', got {log_format!r}"
             )
-        log_level = reader.text("KFADAPTER_LOG_LEVEL", "INFO").upper()
+        log_level = reader.text("KFADAPTER_LOG_LEVEL", cls.log_level).upper()
         if log_level not in LOG_LEVELS:
             raise SettingsError(
                 f"KFADAPTER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}"
             )
-        backoff_base = reader.number("KFADAPTER_NOTIFY_BACKOFF_BASE", 2.0, minimum=0.01)
-        backoff_cap = reader.number("KFADAPTER_NOTIFY_BACKOFF_CAP", 300.0, minimum=backoff_base)
+        backoff_base = reader.number(
+            "KFADAPTER_NOTIFY_BACKOFF_BASE", cls.notify_backoff_base, minimum=0.01
+        )
+        backoff_cap = reader.number(
+            "KFADAPTER_NOTIFY_BACKOFF_CAP", cls.notify_backoff_cap, minimum=backoff_base
+        )
         username = reader.text("KFP_USERNAME", "") or None
         password = reader.text("KFP_PASSWORD", "") or None
         if bool(username) != bool(password):
@@ -91,36 +95,50 @@ class Settings:
         return cls(
             kfp_endpoint=endpoint.rstrip("/"),
             namespace=reader.text("KF_NAMESPACE", "") or None,
-            adapter_port=reader.integer("KF_ADAPTER_PORT", 5001, minimum=1, maximum=65535),
-            trainingmgr_host=reader.text("TRAININGMGR_HOST", "localhost"),
-            trainingmgr_port=reader.integer("TRAININGMGR_PORT", 32002, minimum=1, maximum=65535),
+            adapter_port=reader.integer(
+                "KF_ADAPTER_PORT", cls.adapter_port, minimum=1, maximum=65535
+            ),
+            trainingmgr_host=reader.text("TRAININGMGR_HOST", cls.trainingmgr_host),
+            trainingmgr_port=reader.integer(
+                "TRAININGMGR_PORT", cls.trainingmgr_port, minimum=1, maximum=65535
+            ),
             kfp_token=reader.text("KFP_TOKEN", "") or None,
             kfp_token_file=reader.text("KFP_TOKEN_FILE", "") or None,
             kfp_cookie=reader.text("KFP_COOKIE", "") or None,
             kfp_username=username,
             kfp_password=password,
-            kfp_timeout=reader.number("KFP_TIMEOUT", 5.0, minimum=0.1),
-            kfp_read_retries=reader.integer("KFP_READ_RETRIES", 2, minimum=0, maximum=10),
+            kfp_timeout=reader.number("KFP_TIMEOUT", cls.kfp_timeout, minimum=0.1),
+            kfp_read_retries=reader.integer(
+                "KFP_READ_RETRIES", cls.kfp_read_retries, minimum=0, maximum=10
+            ),
             data_dir=Path(reader.text("KFADAPTER_DATA_DIR", DEFAULT_DATA_DIR)).expanduser(),
-            tracking_enabled=reader.flag("KFADAPTER_TRACKING", True),
-            poll_interval=reader.number("KFADAPTER_POLL_INTERVAL", 10.0, minimum=0.05),
-            notify_deadline=reader.number("KFADAPTER_NOTIFY_DEADLINE", 2 * 86400.0, minimum=1),
-            notify_timeout=reader.number("KFADAPTER_NOTIFY_TIMEOUT", 10.0, minimum=0.1),
+            tracking_enabled=reader.flag("KFADAPTER_TRACKING", cls.tracking_enabled),
+            poll_interval=reader.number("KFADAPTER_POLL_INTERVAL", cls.poll_interval, minimum=0.05),
+            notify_deadline=reader.number(
+                "KFADAPTER_NOTIFY_DEADLINE", cls.notify_deadline, minimum=1
+            ),
+            notify_timeout=reader.number(
+                "KFADAPTER_NOTIFY_TIMEOUT", cls.notify_timeout, minimum=0.1
+            ),
             notify_backoff_base=backoff_base,
             notify_backoff_cap=backoff_cap,
             tracking_retention_days=reader.number(
-                "KFADAPTER_TRACKING_RETENTION_DAYS", 30.0, minimum=0
+                "KFADAPTER_TRACKING_RETENTION_DAYS", cls.tracking_retention_days, minimum=0
             ),
             max_upload_bytes=reader.integer(
-                "KFADAPTER_MAX_UPLOAD_BYTES", 32 * 1024 * 1024, minimum=1024
+                "KFADAPTER_MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1024
             ),
             log_format=log_format,
             log_level=log_level,
             bind=reader.text("KFADAPTER_BIND", ""),
-            workers=reader.integer("KFADAPTER_WORKERS", 2, minimum=1, maximum=64),
-            threads=reader.integer("KFADAPTER_THREADS", 4, minimum=1, maximum=256),
-            worker_timeout=reader.integer("KFADAPTER_WORKER_TIMEOUT", 60, minimum=1),
-            graceful_timeout=reader.integer("KFADAPTER_GRACEFUL_TIMEOUT", 30, minimum=0),
+            workers=reader.integer("KFADAPTER_WORKERS", cls.workers, minimum=1, maximum=64),
+            threads=reader.integer("KFADAPTER_THREADS", cls.threads, minimum=1, maximum=256),
+            worker_timeout=reader.integer(
+                "KFADAPTER_WORKER_TIMEOUT", cls.worker_timeout, minimum=1
+            ),
+            graceful_timeout=reader.integer(
+                "KFADAPTER_GRACEFUL_TIMEOUT", cls.graceful_timeout, minimum=0
+            ),
         )
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,11 @@ from werkzeug.wrappers import Request, Response
 from kfadapter.app import create_app
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
+from kfadapter.tracking.watcher import FINAL_STATES
 from tests.support import free_port
 
 __all__ = [
+    "FINAL_STATES",
     "Adapter",
     "RecordingProxy",
     "Answer",
@@ -47,8 +50,6 @@ __all__ = [
     "uploaded",
     "wait_for_state",
 ]
-
-FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 
 
 def unique(prefix: str) -> str:
@@ -240,6 +241,21 @@ class Adapter:
     def tracker(self) -> Any:
         return self.app.extensions["kfadapter"].tracker
 
+    def kfp_calls(self, method: str, path: str, status: int = 200, **kwargs: Any) -> list[str]:
+        """Serve one request (it must answer `status`) and list the KFP calls it made, sorted, as
+        "METHOD /path" with the query string and the `/pipeline/apis/v2beta1` prefix cut."""
+        request_id = unique("count")
+        mark = self.proxy.mark()
+        answer = self.app.test_client().open(
+            path, method=method, headers={"X-Request-ID": request_id}, **kwargs
+        )
+        assert answer.status_code == status, answer.json
+        return sorted(
+            f"{c.method} {c.path.split('?')[0].removeprefix('/pipeline/apis/v2beta1')}"
+            for c in self.proxy.since(mark)
+            if c.headers.get("X-Request-Id") == request_id
+        )
+
 
 @pytest.fixture(scope="session")
 def kfp_proxy(local_kfp) -> Iterator[RecordingProxy]:
@@ -313,7 +329,7 @@ def uploaded(adapter, compiled) -> dict[str, str]:
 
 
 def wait_for_state(
-    adapter: Adapter, run_id: str, states: set[str] = FINAL_STATES, timeout: float = 120
+    adapter: Adapter, run_id: str, states: AbstractSet[str] = FINAL_STATES, timeout: float = 120
 ) -> dict[str, Any]:
     """Poll GET /runs/<id> until the run is in one of `states`; the run's JSON."""
     deadline = time.monotonic() + timeout

@@ -80,12 +80,16 @@ def test_dex_login(dex_kfp, tmp_path):
     assert "KFP_USERNAME and KFP_PASSWORD" in answer.json["message"]
 
 
-def test_dex_session_cookie_given_directly(dex_kfp, tmp_path):
-    import requests
+def _dex_browser(server: LocalKfpServer) -> requests.Session:
+    """A session logged in to the embedded server's Dex the way a browser does."""
+    browser = requests.Session()
+    form = browser.get(server.url + "/pipeline", timeout=10)
+    browser.post(form.url, data={"login": "user@example.com", "password": "12341234"})
+    return browser
 
-    with requests.Session() as browser:
-        form = browser.get(dex_kfp.url + "/pipeline", timeout=10)
-        browser.post(form.url, data={"login": "user@example.com", "password": "12341234"})
+
+def test_dex_session_cookie_given_directly(dex_kfp, tmp_path):
+    with _dex_browser(dex_kfp) as browser:
         cookie = browser.cookies.get("authservice_session")
     assert cookie
     client = _client(dex_kfp, tmp_path, kfp_cookie=f"authservice_session={cookie}")
@@ -150,9 +154,7 @@ def expiring_dex(tmp_path_factory):
 
 def _dex_list(server: LocalKfpServer, path: str) -> dict:
     """GET an API list on the embedded server after a login of our own."""
-    with requests.Session() as browser:
-        form = browser.get(server.url + "/pipeline", timeout=10)
-        browser.post(form.url, data={"login": "user@example.com", "password": "12341234"})
+    with _dex_browser(server) as browser:
         answer = browser.get(f"{server.url}/apis/v2beta1/{path}", timeout=10)
     answer.raise_for_status()
     return answer.json()

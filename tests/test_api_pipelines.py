@@ -146,6 +146,20 @@ def test_pipeline_details_read_arguments_from_the_newest_version(adapter, compil
     assert "namespace" in body
 
 
+def test_pipeline_details_read_the_pipeline_once(adapter, uploaded):
+    name = uploaded["qoe_training"]
+    pipeline_id = _json(adapter.get(f"/pipelineIds/{name}"))["id"]
+    assert adapter.kfp_calls("GET", f"/pipelines/{pipeline_id}") == [
+        f"GET /pipelines/{pipeline_id}",
+        f"GET /pipelines/{pipeline_id}/versions",
+    ]
+    assert adapter.kfp_calls("GET", f"/pipelines/{name}") == [
+        "GET /pipelines",
+        f"GET /pipelines/{pipeline_id}/versions",
+    ]
+    assert _json(adapter.get(f"/pipelines/{name}"))["id"] == pipeline_id
+
+
 def test_one_version_with_parameters_and_tasks(adapter, uploaded):
     name = uploaded["add_subtract_multiply"]
     versions = _json(adapter.get(f"/pipelines/{name}/versions"))["versions"]

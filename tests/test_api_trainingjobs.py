@@ -267,21 +267,6 @@ def test_a_run_that_cannot_be_tracked_is_terminated_and_reported(adapter, upload
 def test_the_tm_calls_cost_a_fixed_number_of_kfp_calls(adapter, uploaded):
     """No KFP call per pipeline, version or experiment: each TM call costs a fixed few."""
     pipeline = uploaded["qoe_training"]
-
-    def kfp_calls(method: str, path: str, **kwargs) -> list[str]:
-        request_id = unique("count")
-        mark = adapter.proxy.mark()
-        answer = adapter.app.test_client().open(
-            path, method=method, headers={"X-Request-ID": request_id}, **kwargs
-        )
-        assert answer.status_code == 200, answer.json
-        calls = adapter.proxy.since(mark)
-        return sorted(
-            f"{c.method} {c.path.split('?')[0].removeprefix('/pipeline/apis/v2beta1')}"
-            for c in calls
-            if c.headers.get("X-Request-Id") == request_id
-        )
-
     job = unique("counted")
     body = {
         "pipeline_name": pipeline,
@@ -290,16 +275,16 @@ def test_the_tm_calls_cost_a_fixed_number_of_kfp_calls(adapter, uploaded):
         "arguments": tm_arguments(job, epochs="1"),
     }
     pipeline_id = adapter.get(f"/pipelineIds/{pipeline}").json()["id"]
-    assert kfp_calls("POST", f"/trainingjobs/{job}/execution", json=body) == [
+    assert adapter.kfp_calls("POST", f"/trainingjobs/{job}/execution", json=body) == [
         "GET /experiments",
         "GET /pipelines",
         f"GET /pipelines/{pipeline_id}/versions",
         "POST /runs",
     ]
     pages = math.ceil(adapter.get("/pipelines").json()["total_size"] / PAGE_SIZE)
-    assert kfp_calls("GET", "/pipelines") == ["GET /pipelines"] * pages
-    assert kfp_calls("GET", "/experiments") == ["GET /experiments"]
-    assert kfp_calls("GET", f"/pipelines/{pipeline}/versions") == [
+    assert adapter.kfp_calls("GET", "/pipelines") == ["GET /pipelines"] * pages
+    assert adapter.kfp_calls("GET", "/experiments") == ["GET /experiments"]
+    assert adapter.kfp_calls("GET", f"/pipelines/{pipeline}/versions") == [
         "GET /pipelines",
         f"GET /pipelines/{pipeline_id}/versions",
     ]

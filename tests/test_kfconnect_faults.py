@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import requests
 
 from kfadapter.app import create_app
 from kfadapter.errors import (
@@ -162,6 +163,16 @@ def test_a_redirect_without_login_settings_is_502_about_authentication(scripted)
         KfConnect(_settings(server.url)).get_run("r1")
 
 
+@pytest.mark.parametrize("header", ["Location", "location"])
+def test_a_redirect_is_a_json_502_naming_where_kfp_sent_the_adapter(scripted, header):
+    # Envoy (Istio's gateway in front of KFP) sends header names in lower case.
+    server = scripted(lambda seen: Answer(status=302, headers={header: "/dex/auth?x=1"}))
+    answer = create_app(_settings(server.url)).test_client().get("/runs/r1")
+    assert answer.status_code == 502
+    assert answer.json["status"] == 502
+    assert "redirected get_run to /dex/auth?x=1" in answer.json["message"]
+
+
 def test_readiness(scripted):
     healthy = scripted(lambda seen: Answer(body={"multi_user": False}))
     answer = create_app(_settings(healthy.url)).test_client().get("/readiness")
@@ -184,8 +195,6 @@ def test_bearer_token_and_request_id_are_sent(scripted):
     app = create_app(_settings(server.url, kfp_token="secret-token"))
     adapter = ServerThread(app).start()
     try:
-        import requests
-
         answer = requests.get(
             adapter.url + "/runs", headers={"X-Request-ID": "req-123"}, timeout=10
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -23,10 +22,9 @@ from openapi_spec_validator import validate as validate_spec
 
 from kfadapter.api.docs import load_spec
 from kfadapter.app import create_app
-from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
-
-FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
+from tests.adapter_fixtures import *  # noqa: F403
+from tests.adapter_fixtures import FINAL_STATES
 
 
 def openapi_path(rule: str) -> str:
@@ -106,28 +104,6 @@ class Api:
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
     return load_spec()
-
-
-@pytest.fixture(scope="module")
-def adapter(local_kfp, tmp_path_factory) -> Iterator[str]:
-    """The adapter on a free port, against the session's embedded KFP server."""
-    settings = Settings(
-        kfp_endpoint=f"{local_kfp.url}/pipeline",
-        data_dir=tmp_path_factory.mktemp("openapi-adapter"),
-        tracking_enabled=True,
-        poll_interval=0.2,
-        trainingmgr_port=9,  # nothing listens: notifications stay pending
-        kfp_timeout=30,
-    )
-    app = create_app(settings)
-    server = ServerThread(app).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-        tracker = app.extensions["kfadapter"].tracker
-        if tracker is not None:
-            tracker.stop()
 
 
 def test_spec_is_valid_openapi_3(spec):
@@ -229,7 +205,8 @@ def test_checker_rejects_answers_that_leave_the_schema(spec):
         )
 
 
-def test_docs_page_loads_its_bundled_assets(adapter, spec):
+def test_docs_page_loads_its_bundled_assets(tracked_adapter, spec):
+    adapter = tracked_adapter.url
     api = Api(adapter, SpecChecker(spec))
     page = api.call("GET", "/docs", 200).text
     assert '<div id="swagger-ui">' in page
@@ -254,8 +231,8 @@ def test_docs_page_loads_its_bundled_assets(adapter, spec):
     api.call("GET", "/docs/assets/{filename}", 404, {"filename": "..%2fsettings.py"})
 
 
-def test_openapi_json_is_served_with_this_server(adapter, spec):
-    api = Api(adapter, SpecChecker(spec))
+def test_openapi_json_is_served_with_this_server(tracked_adapter, spec):
+    api = Api(tracked_adapter.url, SpecChecker(spec))
     served = api.call("GET", "/openapi.json", 200).json()
     assert served["paths"] == spec["paths"]
     assert served["servers"] == [{"url": "/"}]
@@ -271,9 +248,11 @@ def wait_for_final_state(api: Api, run_id: str, timeout: float = 180) -> dict[st
         time.sleep(0.3)
 
 
-def test_real_answers_of_every_endpoint_match_the_description(adapter, spec, compiled, kfp_client):
+def test_real_answers_of_every_endpoint_match_the_description(
+    tracked_adapter, spec, compiled, kfp_client
+):
     checker = SpecChecker(spec)
-    api = Api(adapter, checker)
+    api = Api(tracked_adapter.url, checker)
     tag = uuid.uuid4().hex[:8]
     name = f"openapi-{tag}"
     package = compiled["add_subtract_multiply"].read_bytes()

@@ -66,3 +66,7 @@ def test_tracking_retention_is_days_and_zero_keeps_forever():
     assert (
         Settings.from_env({"KFADAPTER_TRACKING_RETENTION_DAYS": "0"}).tracking_retention_days == 0
     )
+
+
+def test_an_empty_environment_gives_the_documented_defaults():
+    assert Settings.from_env({}) == Settings()

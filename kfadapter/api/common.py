@@ -123,10 +123,8 @@ def page_args() -> dict[str, Any] | None:
         "page_token": args.get("page_token") or None,
         "sort_by": args.get("sort_by") or None,
         "filter": args.get("filter") or None,
-        "page_size": None,
+        "page_size": query_page_size(),
     }
-    if "page_size" in args:
-        page["page_size"] = page_size(args.get("page_size", ""))
     if page["filter"] is not None:
         try:
             jsontext.parse(page["filter"])
@@ -135,6 +133,12 @@ def page_args() -> dict[str, Any] | None:
         except ValueError as error:
             raise BadRequest(f"filter must be KFP's filter JSON: {error}") from None
     return page
+
+
+def query_page_size() -> int | None:
+    """The query string's `page_size` (a whole number from 1 to MAX_PAGE_SIZE), or None."""
+    raw = request.args.get("page_size")
+    return None if raw is None else page_size(raw)
 
 
 def page_size(raw: str) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from flask import Blueprint, jsonify, request
 
-from kfadapter.api.common import checked_description, checked_name, kfp, page_args, page_size
+from kfadapter.api.common import checked_description, checked_name, kfp, page_args, query_page_size
 from kfadapter.errors import BadRequest, NotFound
 
 bp = Blueprint("pipelines", __name__)
@@ -60,8 +60,7 @@ def upload_pipeline(name: str):
 def get_pipeline(id_or_name: str):
     """A pipeline with `arguments` and `parameters` read from its newest version's spec."""
     checked_name(id_or_name, "pipeline id")
-    pipeline = kfp().resolve_pipeline(id_or_name)
-    return jsonify(kfp().pipeline_details(pipeline["pipeline_id"]))
+    return jsonify(kfp().pipeline_details(kfp().resolve_pipeline(id_or_name)))
 
 
 @bp.delete("/pipelines/<id_or_name>")
@@ -118,10 +117,9 @@ def pipeline_runs(id_or_name: str):
     """The runs of a pipeline, newest first, a page at a time (page_size, page_token)."""
     checked_name(id_or_name, "pipeline id or name")
     pipeline = kfp().resolve_pipeline(id_or_name)
-    size = page_size(request.args["page_size"]) if "page_size" in request.args else None
     page = kfp().runs_of_pipeline(
         pipeline["pipeline_id"],
-        page_size=size,
+        page_size=query_page_size(),
         page_token=request.args.get("page_token") or None,
     )
     experiments = {e["experiment_id"]: e["name"] for e in kfp().all_experiments()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -56,11 +57,8 @@ def terminate_run(run_id: str):
     """Terminate a run; a run started for a training job is then no longer notified."""
     checked_name(run_id, "run id")
     tracker = services().tracker
-    if tracker is None:
+    with tracker.untracking(run_id) if tracker is not None else nullcontext():
         kfp().terminate_run(run_id)
-    else:
-        with tracker.untracking(run_id):
-            kfp().terminate_run(run_id)
     return jsonify({"run_id": run_id, "status": "Terminated"})
 
 

@@ -11,7 +11,7 @@ from kfadapter.api.common import (
     Services,
     checked_name,
     json_object,
-    page_size,
+    query_page_size,
     services,
     text_field,
     tracker_or_503,
@@ -47,9 +47,8 @@ def list_trainingjobs():
     `notification_status` to filter)."""
     tracker = tracker_or_503()
     status = request.args.get("notification_status") or None
-    size = page_size(request.args["page_size"]) if "page_size" in request.args else None
     jobs, next_token = tracker.list_page(
-        status, size or DEFAULT_PAGE_SIZE, request.args.get("page_token") or None
+        status, query_page_size() or DEFAULT_PAGE_SIZE, request.args.get("page_token") or None
     )
     return jsonify({"trainingjobs": jobs, "next_page_token": next_token})
 
@@ -119,8 +118,7 @@ def start_training_run(
     pipeline = kfp.find_pipeline(job.pipeline_name)
     if pipeline is None:
         raise NotFound(f"pipeline {job.pipeline_name!r} not found")
-    versions = kfp.list_versions(pipeline["pipeline_id"])
-    version = _choose_version(versions, job.pipeline_version)
+    version = kfp.find_version(pipeline["pipeline_id"], job.pipeline_version)
     if version is None:
         raise NotFound(
             f"version {job.pipeline_version!r} of pipeline {job.pipeline_name!r} not found"
@@ -156,18 +154,6 @@ def start_training_run(
         _track(services, answer)
         answer["tracked"] = True
     return answer
-
-
-def _choose_version(versions: list[dict[str, Any]], wanted: str | None) -> dict[str, Any] | None:
-    """The version named (or with the id) `wanted`, else the newest; None if none fits."""
-    if not versions:
-        return None
-    if wanted is None:
-        return versions[-1]
-    for version in reversed(versions):
-        if wanted in (version["display_name"], version["name"], version["pipeline_version_id"]):
-            return version
-    return None
 
 
 def _track(services: Services, answer: dict[str, Any]) -> None:
