@@ -277,9 +277,17 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    for key in ("workers", "threads"):
+    from kfadapter.settings import MAX_THREADS, MAX_WORKERS
+
+    for key, most in (("workers", MAX_WORKERS), ("threads", MAX_THREADS)):
         if key in overrides and overrides[key] < 1:
             print(f"kfadapter: --{key} must be >= 1", file=sys.stderr)
+            return EXIT_USAGE
+        if key in overrides and overrides[key] > most:
+            print(
+                f"kfadapter: --{key} must be <= {most} (as KFADAPTER_{key.upper()})",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
     settings = replace(settings, **overrides)
     if args.check:

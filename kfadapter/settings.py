@@ -10,6 +10,9 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = "~/.local/share/kfadapter"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The most gunicorn worker processes and threads per worker accepted.
+MAX_WORKERS = 64
+MAX_THREADS = 256
 
 
 class SettingsError(ValueError):
@@ -131,8 +134,12 @@ class Settings:
             log_format=log_format,
             log_level=log_level,
             bind=reader.text("KFADAPTER_BIND", ""),
-            workers=reader.integer("KFADAPTER_WORKERS", cls.workers, minimum=1, maximum=64),
-            threads=reader.integer("KFADAPTER_THREADS", cls.threads, minimum=1, maximum=256),
+            workers=reader.integer(
+                "KFADAPTER_WORKERS", cls.workers, minimum=1, maximum=MAX_WORKERS
+            ),
+            threads=reader.integer(
+                "KFADAPTER_THREADS", cls.threads, minimum=1, maximum=MAX_THREADS
+            ),
             worker_timeout=reader.integer(
                 "KFADAPTER_WORKER_TIMEOUT", cls.worker_timeout, minimum=1
             ),

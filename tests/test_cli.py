@@ -101,6 +101,8 @@ def test_serve_check_reports_bind_address(monkeypatch, capsys, clean_env):
     assert "127.0.0.1:7000" in capsys.readouterr().out
     assert main(["serve", "--check", "--workers", "0"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
+    assert main(["serve", "--check", "--threads", "257"]) == 2
+    assert "--threads must be <= 256" in capsys.readouterr().err
 
 
 def test_local_kfp_subcommand_serves_the_kfp_api(tmp_path, clean_env):
