@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kfadapter.kfconnect import KfConnect
+from kfadapter.kfp import KfConnect
 from kfadapter.settings import Settings
 from kfadapter.tracking import Tracker
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask, Response
 
 from kfadapter.api import common
+from kfadapter.api.common import RunTracker
 from kfadapter.errors import register_error_handlers
-from kfadapter.kfconnect import KfConnect
+from kfadapter.kfp import KfConnect, KfpClient
 from kfadapter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,8 +20,8 @@ JSON = "application/json"
 def create_app(
     settings: Settings | None = None,
     *,
-    kfconnect: KfConnect | None = None,
-    tracker: Any = None,
+    kfconnect: KfpClient | None = None,
+    tracker: RunTracker | None = None,
 ) -> Flask:
     """Build the adapter's app. Nothing contacts KFP here: the app starts while KFP is down.
 
@@ -65,7 +65,7 @@ def create_app(
     return app
 
 
-def _start_tracker(settings: Settings, kfconnect: KfConnect) -> Any:
+def _start_tracker(settings: Settings, kfconnect: KfpClient) -> RunTracker:
     """Build and start run tracking."""
     from kfadapter.tracking import Tracker
 
@@ -74,7 +74,7 @@ def _start_tracker(settings: Settings, kfconnect: KfConnect) -> Any:
     return tracker
 
 
-def _install_operations(app: Flask, tracker: Any) -> None:
+def _install_operations(app: Flask, tracker: RunTracker | None) -> None:
     """Request ids, access logs, metrics (GET /metrics) and the API docs (/openapi.json, /docs)."""
     from kfadapter import observability
     from kfadapter.api import docs

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask, Response, current_app, g, has_app_context, has_request_context, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -339,7 +339,15 @@ def kfp_call(operation: str) -> Iterator[None]:
         )
 
 
-def _scrape_registry(metrics: Metrics, tracker: Any) -> CollectorRegistry:
+class TrackerStats(Protocol):
+    """What metrics read of run tracking."""
+
+    def stats(self) -> dict[str, Any]:
+        """Runs by notification status, and whether this process is the tracking leader."""
+        ...
+
+
+def _scrape_registry(metrics: Metrics, tracker: TrackerStats | None) -> CollectorRegistry:
     """The registry to expose: this process's, or every worker's in multiprocess mode."""
     if not os.environ.get(MULTIPROC_ENV):
         return metrics.registry
@@ -361,7 +369,7 @@ def _path_with_query() -> str:
     return f"{request.path}?{query}" if query else request.path
 
 
-def install(app: Flask, tracker: Any = None) -> None:
+def install(app: Flask, tracker: TrackerStats | None = None) -> None:
     """Add request ids, access logs, request metrics and GET /metrics to `app`."""
     metrics = Metrics.create()
     app.extensions[METRICS_EXTENSION] = metrics

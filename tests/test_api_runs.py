@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from kfadapter.api.uploads import upload
 from kfadapter.app import create_app
-from kfadapter.kfconnect import PAGE_SIZE, KfConnect
+from kfadapter.kfp import PAGE_SIZE, KfConnect
 from kfadapter.localkfp.server import LocalKfpServer
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
@@ -172,7 +173,7 @@ def test_kfp_calls_grow_with_pages_not_runs(crowded_kfp, compiled, tmp_path):
         kfp_endpoint=proxy.url + "/pipeline", data_dir=tmp_path, tracking_enabled=False
     )
     kfp = KfConnect(settings)
-    pipeline = kfp.upload_pipeline("sleeper", compiled["sleeps"].read_bytes())
+    pipeline = upload(kfp, "sleeper", compiled["sleeps"].read_bytes())
     experiment = kfp.find_experiment("Default")
     adapter = ServerThread(create_app(settings)).start()
     counts = {}

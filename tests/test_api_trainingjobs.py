@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from kfadapter.app import create_app
-from kfadapter.kfconnect import PAGE_SIZE
+from kfadapter.kfp import PAGE_SIZE
 from kfadapter.serving import ServerThread
 from tests.adapter_fixtures import *  # noqa: F403
 from tests.adapter_fixtures import unique, wait_for_state

@@ -20,7 +20,7 @@ from kfadapter.errors import (
     KfpUnavailable,
     NotFound,
 )
-from kfadapter.kfconnect import KfConnect
+from kfadapter.kfp import KfConnect
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from tests.adapter_fixtures import Answer, ScriptedKfp, Seen, free_port

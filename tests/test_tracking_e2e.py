@@ -19,7 +19,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from kfadapter.app import create_app
-from kfadapter.kfconnect import RUN_IDS_PER_CALL, KfConnect
+from kfadapter.kfp import RUN_IDS_PER_CALL, KfConnect
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from kfadapter.tracking import RetryPolicy, Tracker

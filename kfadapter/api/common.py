@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import unicodedata
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flask import current_app, request
 
 from kfadapter import jsontext
 from kfadapter.errors import AdapterError, BadRequest
-from kfadapter.kfconnect import KfConnect
+from kfadapter.kfp import KfpClient
 from kfadapter.settings import Settings
 
 SERVICES_EXTENSION = "kfadapter"
@@ -28,13 +29,43 @@ class TrackingDisabled(AdapterError):
     status = 503
 
 
+class RunTracker(Protocol):
+    """Run tracking as the API uses it (`kfadapter.tracking.Tracker`)."""
+
+    def track(self, trainingjob_id: str, run_id: str, **info: Any) -> dict[str, Any]:
+        """Start watching a run of a training job; durable when it returns."""
+        ...
+
+    def untracking(self, run_id: str) -> AbstractContextManager[None]:
+        """Untrack a run for the block that terminates it; track it again if the block fails."""
+        ...
+
+    def get(self, trainingjob_id: str) -> dict[str, Any] | None:
+        """The latest tracked run of a training job, or None."""
+        ...
+
+    def list_page(
+        self, notification_status: str | None, page_size: int, page_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of tracked runs, newest first, and the next page's token ("" at the end)."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for metrics: runs by notification status, leadership."""
+        ...
+
+    def stop(self) -> None:
+        """Stop background work and release the store."""
+        ...
+
+
 @dataclass
 class Services:
     """The objects request handlers use, one set per app."""
 
     settings: Settings
-    kfconnect: KfConnect
-    tracker: Any = None
+    kfconnect: KfpClient
+    tracker: RunTracker | None = None
 
 
 def services() -> Services:
@@ -42,12 +73,12 @@ def services() -> Services:
     return current_app.extensions[SERVICES_EXTENSION]
 
 
-def kfp() -> KfConnect:
-    """The current app's KfConnect."""
+def kfp() -> KfpClient:
+    """The current app's KFP client."""
     return services().kfconnect
 
 
-def tracker_or_503() -> Any:
+def tracker_or_503() -> RunTracker:
     """The run tracker; 503 when tracking is off."""
     tracker = services().tracker
     if tracker is None:

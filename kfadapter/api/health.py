@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from kfadapter.api.common import kfp
+from kfadapter.api.common import kfp, services
+from kfadapter.errors import AdapterError
 
 bp = Blueprint("health", __name__)
 
@@ -18,6 +19,11 @@ def liveness() -> Response:
 @bp.get("/readiness")
 def readiness() -> tuple[Response, int]:
     """200 when KFP answers its healthz, else 503 with the reason."""
-    ready, reason = kfp().readiness()
+    try:
+        kfp().healthz()
+    except AdapterError as error:
+        ready, reason = False, error.message
+    else:
+        ready, reason = True, f"KFP at {services().settings.kfp_endpoint} answers its healthz"
     status = 200 if ready else 503
     return jsonify({"status": status, "ready": ready, "message": reason}), status

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from flask import Blueprint, jsonify, request
 
+from kfadapter.api import uploads
 from kfadapter.api.common import checked_description, checked_name, kfp, page_args, query_page_size
 from kfadapter.errors import BadRequest, NotFound
 
@@ -52,7 +52,7 @@ def upload_pipeline(name: str):
     if version_name is not None:
         checked_name(version_name, "version_name")
     return jsonify(
-        kfp().upload_pipeline(name, package, description=description, version_name=version_name)
+        uploads.upload(kfp(), name, package, description=description, version_name=version_name)
     )
 
 
@@ -60,7 +60,21 @@ def upload_pipeline(name: str):
 def get_pipeline(id_or_name: str):
     """A pipeline with `arguments` and `parameters` read from its newest version's spec."""
     checked_name(id_or_name, "pipeline id")
-    return jsonify(kfp().pipeline_details(kfp().resolve_pipeline(id_or_name)))
+    pipeline = kfp().resolve_pipeline(id_or_name)
+    newest = kfp().versions_page(pipeline["pipeline_id"], page_size=1, sort_by="created_at desc")
+    version = next(iter(newest["pipeline_versions"]), None)
+    parameters = version["parameters"] if version else []
+    return jsonify(
+        {
+            **pipeline,
+            "id": pipeline["pipeline_id"],
+            "name": pipeline["display_name"],
+            "arguments": {p["name"]: p["default"] for p in parameters},
+            "parameters": parameters,
+            "default_version": _version_summary(version),
+            "versions_count": newest["total_size"] or len(newest["pipeline_versions"]),
+        }
+    )
 
 
 @bp.delete("/pipelines/<id_or_name>")
@@ -160,28 +174,16 @@ def _uploaded_package() -> bytes:
     package = upload.read()
     if not package.strip():
         raise BadRequest("the uploaded file is empty")
-    check_package(package)
+    uploads.check_package(package)
     return package
 
 
-def check_package(package: bytes) -> None:
-    """Reject what cannot be a pipeline package: not an archive and not a YAML/JSON mapping."""
-    if package.startswith((b"PK\x03\x04", b"\x1f\x8b")):
-        return  # .zip / .tar.gz: KFP looks inside
-    try:
-        documents = [d for d in yaml.safe_load_all(package) if d is not None]
-    except yaml.YAMLError as error:
-        raise BadRequest(
-            f"the uploaded file is neither YAML/JSON nor a .zip/.tar.gz archive: {error}"
-        ) from None
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the uploaded file is not text, nor a .zip/.tar.gz archive") from None
-    except RecursionError:
-        raise BadRequest("the uploaded file is nested too deeply to be a pipeline") from None
-    if not documents or not isinstance(documents[0], dict):
-        raise BadRequest("the uploaded file is not a compiled pipeline (expected a YAML mapping)")
-    first = documents[0]
-    if not any(key in first for key in ("pipelineInfo", "root", "pipeline_spec", "spec")):
-        raise BadRequest(
-            "the uploaded file is not a compiled pipeline: it has none of pipelineInfo, root"
-        )
+def _version_summary(version: dict[str, Any] | None) -> dict[str, Any] | None:
+    """{"id", "name", "created_at"} of a version, or None."""
+    if version is None:
+        return None
+    return {
+        "id": version["pipeline_version_id"],
+        "name": version["display_name"],
+        "created_at": version["created_at"],
+    }

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from kfadapter.api.common import checked_name, kfp, services
+from kfadapter.errors import BadRequest, NotFound
 
 bp = Blueprint("runs", __name__)
 
@@ -67,4 +68,37 @@ def run_logs(run_id: str):
     """The logs of a run's tasks (all, or `?task=<name or id>`) as KFP's back end serves them."""
     checked_name(run_id, "run id")
     task = request.args.get("task") or None
-    return jsonify({"run_id": run_id, "tasks": kfp().run_logs(run_id, task=task)})
+    return jsonify({"run_id": run_id, "tasks": task_logs(run_id, task)})
+
+
+def task_logs(run_id: str, task: str | None) -> list[dict[str, Any]]:
+    """The log of each task of a run (or of the task with this name or id).
+
+    KFP serves logs by node id: a task's pod name on a cluster, its task id on the
+    embedded server; both are tried. A task whose log KFP does not have gets
+    `"log": null` and the reason in `error`.
+    """
+    tasks = kfp().get_run(run_id)["tasks"]
+    if task is not None:
+        tasks = [t for t in tasks if task in (t["name"], t["task_id"])]
+        if not tasks:
+            raise NotFound(f"run {run_id!r} has no task {task!r}")
+    logs = []
+    for entry in tasks:
+        text, error = None, "KFP has no log for this task"
+        for node_id in (n for n in [*entry["pods"], entry["task_id"]] if n):
+            try:
+                text, error = kfp().task_log(run_id, node_id), None
+                break
+            except (NotFound, BadRequest) as failure:
+                error = failure.details.get("kfp_message") or failure.message
+        logs.append(
+            {
+                "task_id": entry["task_id"],
+                "name": entry["name"],
+                "state": entry["state"],
+                "log": text,
+                "error": error,
+            }
+        )
+    return logs

@@ -1,0 +1,87 @@
+"""Uploads the TM's way: a new name creates the pipeline, a known one gets version 2, 3, ..."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import yaml
+
+from kfadapter.errors import BadRequest, Conflict
+from kfadapter.kfp import KfpClient
+
+
+def upload(
+    kfp: KfpClient,
+    name: str,
+    package: bytes,
+    *,
+    description: str | None = None,
+    version_name: str | None = None,
+) -> dict[str, Any]:
+    """Upload a compiled pipeline under `name`; {"name", "id", "version_id", "version_name"}.
+
+    A new version of a known pipeline is named `version_name`, else the next free whole
+    number after 1 ("2", "3", ...), as the older adapter did.
+    """
+    existing = kfp.find_pipeline(name)
+    if existing is None:
+        if version_name not in (None, name):
+            raise BadRequest(
+                f"pipeline {name!r} does not exist yet: its first version is named {name!r} "
+                "by KFP; version_name applies to later uploads"
+            )
+        pipeline_id = kfp.upload_pipeline(name, package, description=description)["pipeline_id"]
+        newest = kfp.versions_page(pipeline_id, page_size=1, sort_by="created_at desc")
+        versions = newest["pipeline_versions"]
+        return _answer(name, pipeline_id, versions[0] if versions else None)
+    pipeline_id = existing["pipeline_id"]
+    versions = kfp.list_versions(pipeline_id)
+    taken = {v["display_name"] for v in versions} | {v["name"] for v in versions}
+    if version_name is not None and version_name in taken:
+        raise Conflict(f"pipeline {name!r} already has a version named {version_name!r}")
+    version = kfp.upload_version(
+        pipeline_id, version_name or next_version_name(taken), package, description=description
+    )
+    return _answer(name, pipeline_id, version)
+
+
+def next_version_name(taken: Collection[str]) -> str:
+    """The smallest whole number >= 2 not already used as a version name."""
+    number = 2
+    while str(number) in taken:
+        number += 1
+    return str(number)
+
+
+def _answer(name: str, pipeline_id: str, version: dict[str, Any] | None) -> dict[str, Any]:
+    """The answer to an upload: {"name", "id", "version_id", "version_name"}."""
+    return {
+        "name": name,
+        "id": pipeline_id,
+        "version_id": version["pipeline_version_id"] if version else None,
+        "version_name": version["display_name"] if version else None,
+    }
+
+
+def check_package(package: bytes) -> None:
+    """Reject what cannot be a pipeline package: not an archive and not a YAML/JSON mapping."""
+    if package.startswith((b"PK\x03\x04", b"\x1f\x8b")):
+        return  # .zip / .tar.gz: KFP looks inside
+    try:
+        documents = [d for d in yaml.safe_load_all(package) if d is not None]
+    except yaml.YAMLError as error:
+        raise BadRequest(
+            f"the uploaded file is neither YAML/JSON nor a .zip/.tar.gz archive: {error}"
+        ) from None
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the uploaded file is not text, nor a .zip/.tar.gz archive") from None
+    except RecursionError:
+        raise BadRequest("the uploaded file is nested too deeply to be a pipeline") from None
+    if not documents or not isinstance(documents[0], dict):
+        raise BadRequest("the uploaded file is not a compiled pipeline (expected a YAML mapping)")
+    first = documents[0]
+    if not any(key in first for key in ("pipelineInfo", "root", "pipeline_spec", "spec")):
+        raise BadRequest(
+            "the uploaded file is not a compiled pipeline: it has none of pipelineInfo, root"
+        )

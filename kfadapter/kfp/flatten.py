@@ -1,0 +1,179 @@
+"""KFP's JSON answers as the adapter's plain dicts: ids, names, ISO-8601 dates, parameters.
+
+No I/O here: every function takes KFP's JSON (as the v2beta1 API sends it) and returns a
+new JSON-ready dict, so it can be tested and reused without KFP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kfadapter.arguments import declared_parameters, pipeline_tasks, spec_of
+
+
+def page(
+    answer: dict[str, Any], items_key: str, flatten: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """One page of a KFP list as {items_key, "next_page_token", "total_size"}, flattened."""
+    return {
+        items_key: [flatten(item) for item in answer.get(items_key) or []],
+        "next_page_token": answer.get("next_page_token") or "",
+        "total_size": int(answer.get("total_size") or 0),
+    }
+
+
+def flatten_pipeline(raw: dict[str, Any]) -> dict[str, Any]:
+    """A KFP pipeline as {"pipeline_id", "display_name", "name", "description", ...}."""
+    return {
+        "pipeline_id": raw.get("pipeline_id") or "",
+        "display_name": raw.get("display_name") or raw.get("name") or "",
+        "name": raw.get("name") or raw.get("display_name") or "",
+        "description": raw.get("description") or "",
+        "created_at": iso(raw.get("created_at")),
+        "namespace": raw.get("namespace") or "",
+        "error": _error_text(raw.get("error")),
+    }
+
+
+def flatten_version(raw: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline version with its declared parameters and its task list."""
+    spec = spec_of(raw.get("pipeline_spec"))
+    package_url = raw.get("package_url")
+    return {
+        "pipeline_version_id": raw.get("pipeline_version_id") or "",
+        "id": raw.get("pipeline_version_id") or "",
+        "pipeline_id": raw.get("pipeline_id") or "",
+        "display_name": raw.get("display_name") or raw.get("name") or "",
+        "name": raw.get("name") or raw.get("display_name") or "",
+        "description": raw.get("description") or "",
+        "created_at": iso(raw.get("created_at")),
+        "parameters": declared_parameters(spec),
+        "tasks": pipeline_tasks(spec),
+        "package_url": package_url.get("pipeline_url") if isinstance(package_url, dict) else None,
+        "code_source_url": raw.get("code_source_url") or None,
+        "error": _error_text(raw.get("error")),
+    }
+
+
+def flatten_experiment(raw: dict[str, Any]) -> dict[str, Any]:
+    """An experiment as {"experiment_id", "id", "name", "description", ...}."""
+    return {
+        "experiment_id": raw.get("experiment_id") or "",
+        "id": raw.get("experiment_id") or "",
+        "name": raw.get("display_name") or "",
+        "display_name": raw.get("display_name") or "",
+        "description": raw.get("description") or "",
+        "created_at": iso(raw.get("created_at")),
+        "last_run_created_at": iso(raw.get("last_run_created_at")),
+        "namespace": raw.get("namespace") or "",
+        "storage_state": raw.get("storage_state") or "",
+    }
+
+
+def flatten_run(raw: dict[str, Any]) -> dict[str, Any]:
+    """A run: ids, name, state, experiment, version, times, parameters, error, tasks."""
+    reference = raw.get("pipeline_version_reference") or {}
+    runtime_config = raw.get("runtime_config") or {}
+    details = raw.get("run_details") or {}
+    spec = spec_of(raw.get("pipeline_spec")) if raw.get("pipeline_spec") else {}
+    return {
+        "run_id": raw.get("run_id") or "",
+        "display_name": raw.get("display_name") or "",
+        "name": raw.get("display_name") or "",
+        "description": raw.get("description") or "",
+        "state": raw.get("state") or "RUNTIME_STATE_UNSPECIFIED",
+        "storage_state": raw.get("storage_state") or "",
+        "experiment_id": raw.get("experiment_id") or "",
+        "pipeline_id": reference.get("pipeline_id") or "",
+        "pipeline_version_id": reference.get("pipeline_version_id")
+        or raw.get("pipeline_version_id")
+        or "",
+        "pipeline_spec_name": (spec.get("pipelineInfo") or {}).get("name") or "",
+        "recurring_run_id": raw.get("recurring_run_id") or "",
+        "created_at": iso(raw.get("created_at")),
+        "scheduled_at": iso(raw.get("scheduled_at")),
+        "finished_at": iso(raw.get("finished_at")),
+        "parameters": runtime_config.get("parameters") or {},
+        "error": _error_text(raw.get("error")),
+        "state_history": [
+            {"state": entry.get("state") or "", "update_time": iso(entry.get("update_time"))}
+            for entry in raw.get("state_history") or []
+        ],
+        "tasks": [_flatten_task(task) for task in details.get("task_details") or []],
+    }
+
+
+def _flatten_task(raw: dict[str, Any]) -> dict[str, Any]:
+    """One task of a run: id, name, state, times, error, pods."""
+    return {
+        "task_id": raw.get("task_id") or "",
+        "name": raw.get("display_name") or "",
+        "state": raw.get("state") or "",
+        "created_at": iso(raw.get("create_time")),
+        "started_at": iso(raw.get("start_time")),
+        "finished_at": iso(raw.get("end_time")),
+        "error": _error_text(raw.get("error")),
+        "pods": [c.get("pod_name") for c in raw.get("child_tasks") or [] if c.get("pod_name")],
+    }
+
+
+def flatten_recurring_run(raw: dict[str, Any]) -> dict[str, Any]:
+    """A recurring run: ids, name, status, trigger, concurrency, pipeline, parameters, times."""
+    reference = raw.get("pipeline_version_reference") or {}
+    trigger = raw.get("trigger") or {}
+    cron = trigger.get("cron_schedule") or {}
+    periodic = trigger.get("periodic_schedule") or {}
+    schedule = cron or periodic
+    return {
+        "recurring_run_id": raw.get("recurring_run_id") or "",
+        "id": raw.get("recurring_run_id") or "",
+        "name": raw.get("display_name") or "",
+        "display_name": raw.get("display_name") or "",
+        "description": raw.get("description") or "",
+        "status": raw.get("status") or "",
+        "mode": raw.get("mode") or "",
+        "experiment_id": raw.get("experiment_id") or "",
+        "pipeline_id": reference.get("pipeline_id") or "",
+        "pipeline_version_id": reference.get("pipeline_version_id") or "",
+        "parameters": (raw.get("runtime_config") or {}).get("parameters") or {},
+        "trigger": {
+            "cron": cron.get("cron") or None,
+            "interval_second": _int_or_none(periodic.get("interval_second")),
+            "start_time": iso(schedule.get("start_time")),
+            "end_time": iso(schedule.get("end_time")),
+        },
+        "max_concurrency": _int_or_none(raw.get("max_concurrency")),
+        "no_catchup": bool(raw.get("no_catchup")),
+        "namespace": raw.get("namespace") or "",
+        "created_at": iso(raw.get("created_at")),
+        "updated_at": iso(raw.get("updated_at")),
+        "error": _error_text(raw.get("error")),
+    }
+
+
+def iso(value: Any) -> str | None:
+    """An RFC 3339 / ISO-8601 date from KFP as ISO-8601 text; None when unset."""
+    if not value or not isinstance(value, str):
+        return None
+    if value.startswith("1970-01-01T00:00:00"):
+        return None  # KFP's "never" (zero timestamp)
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    """KFP sends int64 as strings: an int, or None."""
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_text(error: Any) -> str | None:
+    """The message of a KFP error status ({"code", "message"}), or None."""
+    if not error:
+        return None
+    if isinstance(error, dict):
+        return error.get("message") or (json.dumps(error) if error.get("code") else None)
+    return str(error)

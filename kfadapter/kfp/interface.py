@@ -1,0 +1,141 @@
+"""KfpClient: what the adapter's API and run tracking ask of KFP.
+
+`KfConnect` is the implementation that speaks to a real KFP; the fast tests use an
+in-process fake with the same methods. Every method returns plain dicts as
+`kfadapter.kfp.flatten` shapes them and raises the typed errors of `kfadapter.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Protocol
+
+
+class KfpClient(Protocol):
+    """The KFP operations the adapter uses."""
+
+    def healthz(self) -> dict[str, Any]:
+        """KFP's healthz answer; raises when KFP is unreachable or failing."""
+        ...
+
+    def list_pipelines(
+        self,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        sort_by: str | None = None,
+        filter: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of pipelines: {"pipelines", "next_page_token", "total_size"}."""
+        ...
+
+    def all_pipelines(self, *, filter: str | None = None) -> list[dict[str, Any]]:
+        """Every pipeline, oldest first."""
+        ...
+
+    def find_pipeline(self, name: str) -> dict[str, Any] | None:
+        """The pipeline with this display name, or None."""
+        ...
+
+    def resolve_pipeline(self, id_or_name: str) -> dict[str, Any]:
+        """A pipeline by id, else by display name; NotFound when neither matches."""
+        ...
+
+    def delete_pipeline(self, pipeline_id: str) -> None:
+        """Delete a pipeline with all its versions."""
+        ...
+
+    def upload_pipeline(
+        self, name: str, package: bytes, *, description: str | None = None
+    ) -> dict[str, Any]:
+        """Create a pipeline from a compiled package; Conflict when the name is taken."""
+        ...
+
+    def versions_page(
+        self, pipeline_id: str, *, page_size: int, sort_by: str | None = None
+    ) -> dict[str, Any]:
+        """One page of a pipeline's versions: {"pipeline_versions", ..., "total_size"}."""
+        ...
+
+    def list_versions(self, pipeline_id: str) -> list[dict[str, Any]]:
+        """Every version of a pipeline, oldest first."""
+        ...
+
+    def find_version(self, pipeline_id: str, name: str | None) -> dict[str, Any] | None:
+        """The newest version with this name or id (the newest of all for None), or None."""
+        ...
+
+    def upload_version(
+        self, pipeline_id: str, name: str, package: bytes, *, description: str | None = None
+    ) -> dict[str, Any]:
+        """Add a version to a pipeline from a compiled package."""
+        ...
+
+    def delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """Delete one version of a pipeline."""
+        ...
+
+    def all_experiments(self) -> list[dict[str, Any]]:
+        """Every experiment in the namespace, oldest first."""
+        ...
+
+    def find_experiment(self, name: str) -> dict[str, Any] | None:
+        """The experiment with this name, or None."""
+        ...
+
+    def find_or_create_experiment(
+        self, name: str, description: str | None = None
+    ) -> dict[str, Any]:
+        """The experiment with this name, created when missing (safe when raced)."""
+        ...
+
+    def create_experiment(self, name: str, description: str | None = None) -> dict[str, Any]:
+        """Create an experiment; Conflict when the name is taken."""
+        ...
+
+    def all_runs(self) -> list[dict[str, Any]]:
+        """Every run in the namespace, oldest first."""
+        ...
+
+    def runs_of_pipeline(
+        self, pipeline_id: str, *, page_size: int | None = None, page_token: str | None = None
+    ) -> dict[str, Any]:
+        """One page of a pipeline's runs, newest first: {"runs", ...}."""
+        ...
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """One run with its parameters, error, state history and tasks."""
+        ...
+
+    def create_run(
+        self,
+        *,
+        name: str,
+        experiment_id: str,
+        pipeline_id: str,
+        version_id: str,
+        parameters: dict[str, Any],
+        description: str = "",
+    ) -> dict[str, Any]:
+        """Start a run of a pipeline version with these parameter values."""
+        ...
+
+    def terminate_run(self, run_id: str) -> None:
+        """Ask KFP to terminate a run."""
+        ...
+
+    def run_states(self, run_ids: Collection[str]) -> dict[str, str]:
+        """run_id -> state for the runs KFP knows (absent: unknown to KFP)."""
+        ...
+
+    def task_log(self, run_id: str, node_id: str) -> str:
+        """The log text of one node of a run."""
+        ...
+
+    def all_recurring_runs(self) -> list[dict[str, Any]]:
+        """Every recurring run in the namespace, oldest first."""
+        ...
+
+    def get_recurring_run(self, recurring_run_id: str) -> dict[str, Any]:
+        """One recurring run by id."""
+        ...
