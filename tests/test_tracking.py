@@ -14,8 +14,9 @@ from kfadapter.errors import BadRequest, KfpUnavailable
 from kfadapter.settings import Settings
 from kfadapter.tracking import RetryPolicy, Tracker
 from kfadapter.tracking.leader import LeaderLock
+from kfadapter.tracking.model import PENDING, WAITING
 from kfadapter.tracking.notifier import notification_id
-from kfadapter.tracking.store import PENDING, WAITING, SqliteTrackingStore
+from kfadapter.tracking.store import SqliteTrackingStore
 from kfadapter.tracking.watcher import Watcher
 from tests.support import PYTHON, Process, adapter_env, wait_until
 from tests.tracking_support import *  # noqa: F403

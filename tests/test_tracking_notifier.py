@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kfadapter.tracking.model import DELIVERED, EXPIRED, PENDING, StateUpdate, TrackedRun
 from kfadapter.tracking.notifier import (
     Notifier,
     RetryPolicy,
@@ -14,14 +15,7 @@ from kfadapter.tracking.notifier import (
     notification_id,
     notification_payload,
 )
-from kfadapter.tracking.store import (
-    DELIVERED,
-    EXPIRED,
-    PENDING,
-    SqliteTrackingStore,
-    StateUpdate,
-    TrackedRun,
-)
+from kfadapter.tracking.store import SqliteTrackingStore
 from tests.support import free_port
 from tests.tracking_support import *  # noqa: F403
 from tests.tracking_support import NOTIFY_PATH, TmReceiver

@@ -15,13 +15,8 @@ from kfadapter.app import create_app
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from kfadapter.tracking import PRUNE_INTERVAL, RetryPolicy, Tracker
-from kfadapter.tracking.store import (
-    DELIVERED,
-    EXPIRED,
-    NOTIFICATION_STATUSES,
-    UNTRACKED,
-    SqliteTrackingStore,
-)
+from kfadapter.tracking.model import DELIVERED, EXPIRED, NOTIFICATION_STATUSES, UNTRACKED
+from kfadapter.tracking.store import SqliteTrackingStore
 from tests.support import free_port, wait_until
 from tests.tracking_support import FakeRunStates, finish_run
 

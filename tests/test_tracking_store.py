@@ -11,19 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from kfadapter.tracking.store import (
+from kfadapter.sqlitedb import StoreError
+from kfadapter.tracking.model import (
     DELIVERED,
     EXPIRED,
-    MIGRATIONS,
     PENDING,
-    SCHEMA_VERSION,
     UNTRACKED,
     WAITING,
     AttemptResult,
-    SqliteTrackingStore,
     StateUpdate,
-    StoreError,
 )
+from kfadapter.tracking.store import MIGRATIONS, SCHEMA_VERSION, SqliteTrackingStore
 from tests.support import adapter_env
 from tests.tracking_support import *  # noqa: F403
 from tests.tracking_support import finish_run
@@ -259,7 +257,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from kfadapter.tracking.store import SqliteTrackingStore, StateUpdate
+    from kfadapter.tracking import SqliteTrackingStore
+    from kfadapter.tracking.model import StateUpdate
     # Two writers as fast as they can go: SQLite's busy wait is not fair, so on a loaded
     # machine one may wait long for the other; a long busy time-out keeps both writing.
     path = Path(sys.argv[1]) / SqliteTrackingStore.FILE_NAME

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 
 from kfadapter.serving import ServerThread
-from kfadapter.tracking.store import (
+from kfadapter.tracking.model import (
     DELIVERED,
     PENDING,
     UNTRACKED,
     WAITING,
     AttemptResult,
-    SqliteTrackingStore,
     StateUpdate,
 )
+from kfadapter.tracking.store import SqliteTrackingStore
 from tests.support import free_port
 
 __all__ = [

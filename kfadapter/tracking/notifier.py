@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from kfadapter.tracking.store import (
+from kfadapter.tracking.model import (
     DELIVERED,
     EXPIRED,
     PENDING,

@@ -1,9 +1,10 @@
-"""The durable store of tracked runs: a small interface and its SQLite implementation.
+"""The durable store of tracked runs in SQLite, behind the `TrackingStore` interface.
 
 Every write is one short transaction; no lock is held across a network call or a sleep.
-SQLite runs in WAL mode, so readers in other gunicorn workers never block the watcher,
-and a crash mid-write leaves the last committed state. `PRAGMA user_version` holds the
-schema version; `MIGRATIONS` brings an older file up to date when the store opens.
+SQLite runs in WAL mode with `synchronous=FULL` (`kfadapter.sqlitedb`), so readers in
+other gunicorn workers never block the watcher, a committed track() survives a power
+loss, and a crash mid-write leaves the last committed state. `MIGRATIONS` versions the
+schema (`PRAGMA user_version`) and brings an older file up to date when the store opens.
 """
 
 from __future__ import annotations
@@ -12,178 +13,27 @@ import json
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-# Notification statuses, in the order a run goes through them.
-WAITING = "waiting"  # the run is not final yet: the watcher polls it
-PENDING = "pending"  # final state seen: the notification is due or being retried
-DELIVERED = "delivered"  # the TM answered (2xx, 4xx, 500...): recorded with its code
-EXPIRED = "expired"  # the deadline passed without the TM receiving it
-UNTRACKED = "untracked"  # terminated through DELETE /runs/<id>: the TM knows, never notified
-NOTIFICATION_STATUSES = (WAITING, PENDING, DELIVERED, EXPIRED, UNTRACKED)
-# Statuses nothing will change any more: rows in them may be pruned after the retention.
-FINISHED_STATUSES = (DELIVERED, EXPIRED, UNTRACKED)
-
-# Where a page of the newest-first list ended: (created_at, rowid) of its last row.
-PagePosition = tuple[float, int]
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used (e.g. its schema is newer than this release)."""
-
-
-@dataclass(frozen=True)
-class TrackedRun:
-    """One run started for a training job, and where its notification stands."""
-
-    run_id: str
-    trainingjob_id: str
-    info: dict[str, Any]
-    run_state: str | None
-    notification_status: str
-    final_state: str | None = None
-    notification_id: str | None = None
-    attempts: int = 0
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    last_code: int | None = None
-    not_found_count: int = 0
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    polled_at: float | None = None
-    final_seen_at: float | None = None
-    last_attempt_at: float | None = None
-    notified_at: float | None = None
-
-    def to_dict(self, notify_deadline: float | None = None) -> dict[str, Any]:
-        """A JSON-ready view: run, last state seen, and the notification's progress."""
-        deadline = (
-            self.final_seen_at + notify_deadline
-            if self.final_seen_at is not None and notify_deadline is not None
-            else None
-        )
-        return {
-            "trainingjob_id": self.trainingjob_id,
-            "run_id": self.run_id,
-            **{key: value for key, value in self.info.items() if key not in _RESERVED_KEYS},
-            "run_state": self.run_state,
-            "final_state": self.final_state,
-            "tracked_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-            "last_polled_at": _iso(self.polled_at),
-            "final_state_seen_at": _iso(self.final_seen_at),
-            "notification": {
-                "status": self.notification_status,
-                "notification_id": self.notification_id,
-                "attempts": self.attempts,
-                "last_attempt_at": _iso(self.last_attempt_at),
-                "next_attempt_at": _iso(self.next_attempt_at)
-                if self.notification_status == PENDING
-                else None,
-                "deadline": _iso(deadline),
-                "last_code": self.last_code,
-                "last_error": self.last_error,
-                "notified_at": _iso(self.notified_at),
-            },
-        }
-
-
-_RESERVED_KEYS = frozenset(
-    {
-        "trainingjob_id",
-        "run_id",
-        "run_state",
-        "final_state",
-        "tracked_at",
-        "updated_at",
-        "last_polled_at",
-        "final_state_seen_at",
-        "notification",
-    }
+from kfadapter import sqlitedb
+from kfadapter.sqlitedb import Migration, StoreError
+from kfadapter.tracking.model import (
+    DELIVERED,
+    FINISHED_STATUSES,
+    NOTIFICATION_STATUSES,
+    PENDING,
+    UNTRACKED,
+    WAITING,
+    AttemptResult,
+    PagePosition,
+    StateUpdate,
+    TrackedRun,
 )
 
-
-@dataclass(frozen=True)
-class StateUpdate:
-    """What one poll learned about one open run."""
-
-    run_id: str
-    run_state: str | None
-    not_found_count: int = 0
-    final: bool = False
-    notification_id: str | None = None
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """The outcome of one notification attempt, as it is to be recorded."""
-
-    run_id: str
-    notification_status: str  # PENDING (retry later), DELIVERED or EXPIRED
-    attempts: int
-    next_attempt_at: float | None
-    last_code: int | None
-    last_error: str | None
-
-
-class TrackingStore(Protocol):
-    """What the tracker needs from a database; SQLite is the one implementation today."""
-
-    def add(self, trainingjob_id: str, run_id: str, info: dict[str, Any], now: float) -> TrackedRun:
-        """Record a run to watch (committed on return); an already tracked run is kept as is."""
-
-    def untrack(self, run_id: str, now: float) -> bool:
-        """Stop watching a run and never notify it; False if it was not open."""
-
-    def retrack(self, run_id: str, now: float) -> bool:
-        """Undo untrack(): watch the run again, or, if its final state was already seen,
-        make its notification due again; False if it was not untracked."""
-
-    def get(self, run_id: str) -> TrackedRun | None:
-        """The tracked run with that id."""
-
-    def latest_for_job(self, trainingjob_id: str) -> TrackedRun | None:
-        """The most recently tracked run of a training job."""
-
-    def list(self, notification_status: str | None = None) -> list[TrackedRun]:
-        """Tracked runs, newest first, optionally with one notification status."""
-
-    def page(
-        self, notification_status: str | None, limit: int, after: PagePosition | None = None
-    ) -> tuple[list[TrackedRun], PagePosition | None]:
-        """Up to `limit` tracked runs in list() order, starting after `after`; and the
-        position to pass for the next page (None when this page is the last)."""
-
-    def prune(self, older_than: float) -> int:
-        """Delete runs whose notification is finished and whose last update is before
-        `older_than`; open runs and pending notifications are kept. The number deleted."""
-
-    def open_runs(self) -> list[TrackedRun]:
-        """Runs not final yet (status WAITING)."""
-
-    def record_poll(self, updates: Sequence[StateUpdate], now: float) -> int:
-        """Apply one poll's findings to runs still WAITING, in one transaction."""
-
-    def due_notifications(self, now: float, limit: int) -> list[TrackedRun]:
-        """PENDING notifications whose next attempt time has come, oldest first."""
-
-    def next_attempt_at(self) -> float | None:
-        """The earliest next attempt time among PENDING notifications."""
-
-    def record_attempt(self, result: AttemptResult, now: float) -> bool:
-        """Record a notification attempt on a run still PENDING."""
-
-    def counts(self) -> dict[str, int]:
-        """Number of tracked runs per notification status (every status present)."""
-
-    def close(self) -> None:
-        """Release the database."""
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteTrackingStore", "StoreError"]
 
 
 def _create_tracked_runs(db: sqlite3.Connection) -> None:
@@ -229,7 +79,7 @@ def _index_status_times(db: sqlite3.Connection) -> None:
 
 
 # MIGRATIONS[i] takes a database at schema version i to version i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+MIGRATIONS: list[Migration] = [
     _create_tracked_runs,
     _index_status_times,
 ]
@@ -252,7 +102,7 @@ class SqliteTrackingStore:
         path: Path,
         *,
         busy_timeout: float = 10.0,
-        migrations: Sequence[Callable[[sqlite3.Connection], None]] | None = None,
+        migrations: Sequence[Migration] | None = None,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
@@ -276,71 +126,25 @@ class SqliteTrackingStore:
         """A connection for this process (a forked worker never reuses its parent's)."""
         if self._db is not None and self._pid == os.getpid():
             return self._db
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(
-            self.path,
-            timeout=self._busy_timeout,
-            isolation_level=None,  # explicit BEGIN/COMMIT below
-            check_same_thread=False,  # guarded by self._lock
-        )
-        db.row_factory = sqlite3.Row
-        self._enable_wal(db)
-        db.execute("PRAGMA synchronous=FULL")  # a committed track() survives power loss
-        db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-        self._migrate(db)
+        db = sqlitedb.connect(self.path, busy_timeout=self._busy_timeout, synchronous="FULL")
+        try:
+            sqlitedb.migrate(db, self._migrations, what=f"the tracking store {self.path}")
+        except BaseException:
+            db.close()
+            raise
         self._db, self._pid = db, os.getpid()
         return db
 
-    def _enable_wal(self, db: sqlite3.Connection) -> None:
-        """Switch the file to WAL mode; retried, since SQLite does not wait for this one lock
-        when several workers create the file at the same moment."""
-        give_up = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > give_up:
-                    db.close()
-                    raise
-                time.sleep(0.02)
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        """Bring the schema to this release's version, in one transaction."""
-        latest = len(self._migrations)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > latest:
-                raise StoreError(
-                    f"{self.path} has tracking schema version {version}; this release "
-                    f"knows up to {latest}: upgrade kfadapter or use another data dir"
-                )
-            for step in self._migrations[version:]:
-                step(db)
-            if version != latest:
-                db.execute(f"PRAGMA user_version={latest}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            db.close()
-            raise
-
     @contextmanager
     def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction (just the connection when only reading), under the store's lock."""
         with self._lock:
             db = self._connect()
             if not write:
                 yield db
                 return
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlitedb.transaction(db):
                 yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
 
     def close(self) -> None:
         """Close this process's connection."""
@@ -352,7 +156,7 @@ class SqliteTrackingStore:
     def schema_version(self) -> int:
         """The schema version of the file."""
         with self._transaction(write=False) as db:
-            return db.execute("PRAGMA user_version").fetchone()[0]
+            return sqlitedb.schema_version(db)
 
     def integrity_check(self) -> str:
         """SQLite's own consistency check: 'ok' when the file is sound."""
@@ -563,11 +367,3 @@ def _to_run(row: sqlite3.Row) -> TrackedRun:
     values.pop("position", None)
     values["info"] = json.loads(values["info"] or "{}")
     return TrackedRun(**values)
-
-
-def _iso(timestamp: float | None) -> str | None:
-    """An epoch time as ISO-8601 UTC with a Z, like KFP's dates."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

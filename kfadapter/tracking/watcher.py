@@ -8,8 +8,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kfadapter.tracking.model import StateUpdate, TrackingStore
 from kfadapter.tracking.notifier import notification_id
-from kfadapter.tracking.store import StateUpdate, TrackingStore
 
 log = logging.getLogger(__name__)
 
