@@ -27,8 +27,9 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kfadapter.localkfp import query as q
+from kfadapter.localkfp.fields import PIPELINES, RUNS
 from kfadapter.localkfp.server import LocalKfpServer
-from kfadapter.localkfp.store import PIPELINES, RUNS, Store, dumps
+from kfadapter.localkfp.storage import Store, dumps
 
 SPEC = {
     "pipelineInfo": {"name": "bench"},
@@ -155,13 +156,14 @@ def seed(store: Store, pipelines: int, experiments: int, runs: int) -> dict[str,
                 "recurring_run_id": "",
             }
         )
-    with store.write() as conn:
-        store.insert_many(conn, "pipelines", pipeline_rows)
-        store.insert_many(conn, "pipeline_versions", version_rows)
-        store.insert_many(conn, "experiments", experiment_rows)
+    db = store.db
+    with db.write() as conn:
+        db.insert_many(conn, "pipelines", pipeline_rows)
+        db.insert_many(conn, "pipeline_versions", version_rows)
+        db.insert_many(conn, "experiments", experiment_rows)
         for start in range(0, len(run_rows), 10_000):
-            store.insert_many(conn, "runs", run_rows[start : start + 10_000])
-    with store.write() as conn:
+            db.insert_many(conn, "runs", run_rows[start : start + 10_000])
+    with db.write() as conn:
         conn.execute("ANALYZE")
     return {
         "pipeline_id": pipeline_rows[pipelines // 2]["id"],
@@ -181,7 +183,7 @@ def deep_token(store: Store, listable: q.Listable, offset: int, sort: str, desc:
     )
     column = listable.fields[sort].sql
     order = "DESC" if desc else "ASC"
-    with store.read() as conn:
+    with store.db.read() as conn:
         row = conn.execute(
             f"SELECT * FROM {listable.table} ORDER BY {column} {order}, id {order} "
             "LIMIT 1 OFFSET ?",

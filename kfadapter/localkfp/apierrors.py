@@ -21,6 +21,8 @@ GRPC_CODES = {
     HTTPStatus.INTERNAL_SERVER_ERROR: 13,  # INTERNAL
     HTTPStatus.NOT_IMPLEMENTED: 12,
 }
+# The gRPC code KFP gives refusals that depend on a resource's state.
+FAILED_PRECONDITION = 9
 
 
 class ApiError(Exception):

@@ -11,7 +11,9 @@ from werkzeug.exceptions import HTTPException
 from kfadapter.localkfp.apierrors import ApiError, bad_request
 from kfadapter.localkfp.auth import AuthConfig, install_auth
 from kfadapter.localkfp.packages import MAX_PACKAGE_BYTES
-from kfadapter.localkfp.service import KfpService, parse_json_body
+from kfadapter.localkfp.services import KfpServices
+from kfadapter.localkfp.validation import parse_json_body
+from kfadapter.localkfp.views import healthz as healthz_json
 
 log = logging.getLogger(__name__)
 
@@ -54,32 +56,34 @@ def _upload() -> tuple[bytes, str]:
     return upload.read(), upload.filename or ""
 
 
-def api_blueprint(service: KfpService, name: str) -> Blueprint:
-    """Every KFP route, bound to the service (registered once per URL prefix)."""
+def api_blueprint(services: KfpServices, name: str) -> Blueprint:
+    """Every KFP route, bound to the services (registered once per URL prefix)."""
     bp = Blueprint(name, __name__)
+    pipelines, experiments = services.pipelines, services.experiments
+    runs, recurring_runs = services.runs, services.recurring_runs
 
     @bp.get(f"{V2}/healthz")
     def healthz() -> Response:
-        return _json(service.healthz())
+        return _json(healthz_json())
 
     # pipelines
     @bp.get(f"{V2}/pipelines")
     def list_pipelines() -> Response:
-        return _json(service.list_pipelines(_list_args()))
+        return _json(pipelines.list_pipelines(_list_args()))
 
     @bp.post(f"{V2}/pipelines")
     def create_pipeline() -> Response:
-        return _json(service.create_pipeline(_body()))
+        return _json(pipelines.create_pipeline(_body()))
 
     @bp.post(f"{V2}/pipelines/create")
     def create_pipeline_and_version() -> Response:
-        return _json(service.create_pipeline_and_version(_body()))
+        return _json(pipelines.create_pipeline_and_version(_body()))
 
     @bp.post(f"{V2}/pipelines/upload")
     def upload_pipeline() -> Response:
         data, filename = _upload()
         return _json(
-            service.upload_pipeline(
+            pipelines.upload_pipeline(
                 data,
                 filename,
                 name=request.args.get("name", ""),
@@ -93,7 +97,7 @@ def api_blueprint(service: KfpService, name: str) -> Blueprint:
     def upload_pipeline_version() -> Response:
         data, filename = _upload()
         return _json(
-            service.upload_version(
+            pipelines.upload_version(
                 data,
                 filename,
                 pipeline_id=request.args.get("pipelineid", ""),
@@ -105,23 +109,23 @@ def api_blueprint(service: KfpService, name: str) -> Blueprint:
 
     @bp.get(f"{V2}/pipelines/names/<path:name>")
     def get_pipeline_by_name(name: str) -> Response:
-        return _json(service.get_pipeline_by_name(name, request.args.get("namespace", "")))
+        return _json(pipelines.get_pipeline_by_name(name, request.args.get("namespace", "")))
 
     @bp.get(f"{V2}/pipelines/<pipeline_id>")
     def get_pipeline(pipeline_id: str) -> Response:
-        return _json(service.get_pipeline(pipeline_id))
+        return _json(pipelines.get_pipeline(pipeline_id))
 
     @bp.delete(f"{V2}/pipelines/<pipeline_id>")
     def delete_pipeline(pipeline_id: str) -> Response:
-        return _json(service.delete_pipeline(pipeline_id, _bool_arg("cascade")))
+        return _json(pipelines.delete_pipeline(pipeline_id, _bool_arg("cascade")))
 
     @bp.patch(f"{V2}/pipelines/<pipeline_id>")
     def update_pipeline(pipeline_id: str) -> Response:
-        return _json(service.update_pipeline(pipeline_id, _body()))
+        return _json(pipelines.update_pipeline(pipeline_id, _body()))
 
     @bp.patch(f"{V2}/pipelines/<pipeline_id>/versions/<version_id>")
     def update_version(pipeline_id: str, version_id: str) -> Response:
-        return _json(service.update_version(pipeline_id, version_id, _body()))
+        return _json(pipelines.update_version(pipeline_id, version_id, _body()))
 
     @bp.get(f"{V2}/auth")
     def authorize() -> Response:
@@ -129,121 +133,121 @@ def api_blueprint(service: KfpService, name: str) -> Blueprint:
 
     @bp.get(f"{V2}/pipelines/<pipeline_id>/versions")
     def list_versions(pipeline_id: str) -> Response:
-        return _json(service.list_versions(pipeline_id, _list_args()))
+        return _json(pipelines.list_versions(pipeline_id, _list_args()))
 
     @bp.post(f"{V2}/pipelines/<pipeline_id>/versions")
     def create_version(pipeline_id: str) -> Response:
-        return _json(service.create_version(pipeline_id, _body()))
+        return _json(pipelines.create_version(pipeline_id, _body()))
 
     @bp.get(f"{V2}/pipelines/<pipeline_id>/versions/<version_id>")
     def get_version(pipeline_id: str, version_id: str) -> Response:
-        return _json(service.get_version(pipeline_id, version_id))
+        return _json(pipelines.get_version(pipeline_id, version_id))
 
     @bp.delete(f"{V2}/pipelines/<pipeline_id>/versions/<version_id>")
     def delete_version(pipeline_id: str, version_id: str) -> Response:
-        return _json(service.delete_version(pipeline_id, version_id))
+        return _json(pipelines.delete_version(pipeline_id, version_id))
 
     # experiments
     @bp.get(f"{V2}/experiments")
     def list_experiments() -> Response:
-        return _json(service.list_experiments(_list_args()))
+        return _json(experiments.list_experiments(_list_args()))
 
     @bp.post(f"{V2}/experiments")
     def create_experiment() -> Response:
-        return _json(service.create_experiment(_body()))
+        return _json(experiments.create_experiment(_body()))
 
     @bp.get(f"{V2}/experiments/<experiment_id>")
     def get_experiment(experiment_id: str) -> Response:
-        return _json(service.get_experiment(experiment_id))
+        return _json(experiments.get_experiment(experiment_id))
 
     @bp.delete(f"{V2}/experiments/<experiment_id>")
     def delete_experiment(experiment_id: str) -> Response:
-        return _json(service.delete_experiment(experiment_id))
+        return _json(experiments.delete_experiment(experiment_id))
 
     @bp.post(f"{V2}/experiments/<experiment_id>:archive")
     def archive_experiment(experiment_id: str) -> Response:
-        return _json(service.archive_experiment(experiment_id))
+        return _json(experiments.archive_experiment(experiment_id))
 
     @bp.post(f"{V2}/experiments/<experiment_id>:unarchive")
     def unarchive_experiment(experiment_id: str) -> Response:
-        return _json(service.unarchive_experiment(experiment_id))
+        return _json(experiments.unarchive_experiment(experiment_id))
 
     # runs
     @bp.get(f"{V2}/runs")
     def list_runs() -> Response:
-        return _json(service.list_runs(_list_args()))
+        return _json(runs.list_runs(_list_args()))
 
     @bp.post(f"{V2}/runs")
     def create_run() -> Response:
-        return _json(service.create_run(_body(), request.args.get("experiment_id", "")))
+        return _json(runs.create_run(_body(), request.args.get("experiment_id", "")))
 
     @bp.get(f"{V2}/runs/<run_id>")
     def get_run(run_id: str) -> Response:
-        return _json(service.get_run(run_id))
+        return _json(runs.get_run(run_id))
 
     @bp.delete(f"{V2}/runs/<run_id>")
     def delete_run(run_id: str) -> Response:
-        return _json(service.delete_run(run_id))
+        return _json(runs.delete_run(run_id))
 
     @bp.post(f"{V2}/runs/<run_id>:terminate")
     def terminate_run(run_id: str) -> Response:
-        return _json(service.terminate_run(run_id))
+        return _json(runs.terminate_run(run_id))
 
     @bp.post(f"{V2}/runs/<run_id>:archive")
     def archive_run(run_id: str) -> Response:
-        return _json(service.archive_run(run_id))
+        return _json(runs.archive_run(run_id))
 
     @bp.post(f"{V2}/runs/<run_id>:unarchive")
     def unarchive_run(run_id: str) -> Response:
-        return _json(service.unarchive_run(run_id))
+        return _json(runs.unarchive_run(run_id))
 
     @bp.post(f"{V2}/runs/<run_id>:retry")
     def retry_run(run_id: str) -> Response:
-        return _json(service.retry_run(run_id))
+        return _json(runs.retry_run(run_id))
 
     # recurring runs
     @bp.get(f"{V2}/recurringruns")
     def list_recurring_runs() -> Response:
-        return _json(service.list_recurring_runs(_list_args()))
+        return _json(recurring_runs.list_recurring_runs(_list_args()))
 
     @bp.post(f"{V2}/recurringruns")
     def create_recurring_run() -> Response:
-        return _json(service.create_recurring_run(_body()))
+        return _json(recurring_runs.create_recurring_run(_body()))
 
     @bp.get(f"{V2}/recurringruns/<recurring_run_id>")
     def get_recurring_run(recurring_run_id: str) -> Response:
-        return _json(service.get_recurring_run(recurring_run_id))
+        return _json(recurring_runs.get_recurring_run(recurring_run_id))
 
     @bp.delete(f"{V2}/recurringruns/<recurring_run_id>")
     def delete_recurring_run(recurring_run_id: str) -> Response:
-        return _json(service.delete_recurring_run(recurring_run_id))
+        return _json(recurring_runs.delete_recurring_run(recurring_run_id))
 
     @bp.post(f"{V2}/recurringruns/<recurring_run_id>:enable")
     def enable_recurring_run(recurring_run_id: str) -> Response:
-        return _json(service.set_recurring_enabled(recurring_run_id, True))
+        return _json(recurring_runs.set_recurring_enabled(recurring_run_id, True))
 
     @bp.post(f"{V2}/recurringruns/<recurring_run_id>:disable")
     def disable_recurring_run(recurring_run_id: str) -> Response:
-        return _json(service.set_recurring_enabled(recurring_run_id, False))
+        return _json(recurring_runs.set_recurring_enabled(recurring_run_id, False))
 
     # task logs (KFP's v1alpha1 path)
     @bp.get("/apis/v1alpha1/runs/<run_id>/nodes/<node_id>/log")
     def task_log(run_id: str, node_id: str) -> Response:
-        path = service.task_log(run_id, node_id)
+        path = runs.task_log(run_id, node_id)
         return send_file(path, mimetype="text/plain", max_age=0, conditional=False)
 
     return bp
 
 
-def create_app(service: KfpService, auth: AuthConfig | None = None) -> Flask:
+def create_app(services: KfpServices, auth: AuthConfig | None = None) -> Flask:
     """The Flask app of the embedded KFP server."""
     app = Flask("kfadapter.localkfp")
     app.config["MAX_CONTENT_LENGTH"] = MAX_PACKAGE_BYTES + 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
     install_auth(app, auth or AuthConfig())
-    app.register_blueprint(api_blueprint(service, "kfp"))
-    app.register_blueprint(api_blueprint(service, "kfp_ui_proxy"), url_prefix="/pipeline")
+    app.register_blueprint(api_blueprint(services, "kfp"))
+    app.register_blueprint(api_blueprint(services, "kfp_ui_proxy"), url_prefix="/pipeline")
 
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:

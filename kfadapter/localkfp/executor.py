@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from kfadapter.localkfp import execution_protocol as protocol
-from kfadapter.localkfp.store import FINAL_STATES
+from kfadapter.localkfp.execution import RunUpdate
+from kfadapter.localkfp.states import FINAL_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +47,6 @@ TERMINATE_GRACE_SECONDS = 3.0
 
 _POLL_SECONDS = 0.2
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@dataclass(frozen=True)
-class RunUpdate:
-    """A run's state and task details at one moment, handed to `on_update`."""
-
-    run_id: str
-    state: str  # V2beta1RuntimeState name: PENDING, RUNNING, SUCCEEDED, FAILED, CANCELING, ...
-    task_details: list[dict]  # V2beta1PipelineTaskDetail JSON dicts
-    error: str | None  # message for a FAILED run
-    finished_at: datetime | None  # UTC, when state is final
-    started_at: datetime | None  # UTC, when the run left PENDING
 
 
 @dataclass(eq=False)

@@ -243,3 +243,18 @@ def parse_package(data: bytes) -> dict[str, Any]:
             "Invalid package: the file is neither UTF-8 YAML/JSON nor a .zip/.tar.gz archive"
         ) from None
     return parse_documents(text)
+
+
+def fetch_package(url: str) -> dict[str, Any]:
+    """The spec of the package behind a package_url (http/https only)."""
+    if not url.startswith(("http://", "https://")):
+        raise bad_request(f"package_url {url!r} must be an http(s) URL")
+    import requests
+
+    try:
+        response = requests.get(url, timeout=10)
+    except requests.RequestException as error:
+        raise bad_request(f"Failed to download the package at {url}: {error}") from None
+    if response.status_code != 200:
+        raise bad_request(f"Failed to download the package at {url}: HTTP {response.status_code}")
+    return parse_package(response.content)

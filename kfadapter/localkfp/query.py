@@ -361,6 +361,21 @@ def build_query(
     return query
 
 
+def from_args(
+    listable: Listable, args: dict[str, Any], scope: dict[str, str] | None = None
+) -> ListQuery:
+    """A ListQuery from a request's list arguments (page_size, page_token, sort_by, filter),
+    limited to the rows whose fields equal `scope` (e.g. one pipeline's versions)."""
+    return build_query(
+        listable,
+        page_size=args.get("page_size"),
+        page_token=args.get("page_token"),
+        sort_by=args.get("sort_by"),
+        filter_json=args.get("filter"),
+        scope=scope,
+    )
+
+
 def select_sql(query: ListQuery, columns: str) -> tuple[str, list[Any], str, list[Any]]:
     """(page SQL, its params, count SQL, its params) for the query."""
     listable = query.listable

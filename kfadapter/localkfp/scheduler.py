@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from kfadapter.localkfp.apierrors import ApiError
-from kfadapter.localkfp.service import KfpService
-from kfadapter.localkfp.timefmt import now_us
+from kfadapter.localkfp.recurring import RecurringRunService
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +21,19 @@ class Scheduler:
     are active at once: a due time waits until a slot is free.
     """
 
-    def __init__(self, service: KfpService, interval: float = 1.0) -> None:
-        self.service = service
+    def __init__(self, recurring_runs: RecurringRunService, interval: float = 1.0) -> None:
+        self.recurring_runs = recurring_runs
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kfp-scheduler", daemon=True)
 
     def start(self) -> Scheduler:
+        """Start ticking in a thread of its own."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop ticking; waits for a tick in progress."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
@@ -45,9 +47,9 @@ class Scheduler:
 
     def tick(self, now: int | None = None) -> list[str]:
         """Start every run that is due now; the ids of the runs started."""
-        now = now if now is not None else now_us()
+        now = now if now is not None else self.recurring_runs.clock()
         started: list[str] = []
-        for row in self.service.store.enabled_recurring_runs():
+        for row in self.recurring_runs.enabled_recurring_runs():
             try:
                 started.extend(self._fire_due(row, now))
             except ApiError as error:
@@ -56,10 +58,10 @@ class Scheduler:
                 log.exception("recurring run %s could not be scheduled", row["id"])
         return started
 
-    def _fire_due(self, row: dict, now: int) -> list[str]:
-        trigger = self.service.trigger_of(row)
+    def _fire_due(self, row: dict[str, Any], now: int) -> list[str]:
+        trigger = self.recurring_runs.trigger_of(row)
         started: list[str] = []
-        free = row["max_concurrency"] - self.service.store.active_runs_of(row["id"])
+        free = row["max_concurrency"] - self.recurring_runs.active_runs_of(row["id"])
         last = row["last_fire_at"] or row["created_at"]
         while free > 0:
             if row["no_catchup"]:
@@ -70,7 +72,7 @@ class Scheduler:
                     due = None
             if due is None:
                 break
-            run_id = self.service.fire_recurring_run(row, due)
+            run_id = self.recurring_runs.fire_recurring_run(row, due)
             row = {**row, "last_fire_at": due, "fire_count": row["fire_count"] + 1}
             last = due
             if run_id is not None:

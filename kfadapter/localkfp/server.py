@@ -10,13 +10,16 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from kfadapter.localkfp.app import create_app
 from kfadapter.localkfp.auth import AuthConfig
+from kfadapter.localkfp.execution import Executor, ExecutorFactory, RunUpdate
+from kfadapter.localkfp.ids import IdSource, new_uuid
 from kfadapter.localkfp.scheduler import Scheduler
-from kfadapter.localkfp.service import KfpService
-from kfadapter.localkfp.store import Store
+from kfadapter.localkfp.services import KfpServices
+from kfadapter.localkfp.storage import Store
+from kfadapter.localkfp.timefmt import Clock, now_us
 from kfadapter.serving import ServerThread
 
 log = logging.getLogger(__name__)
@@ -24,7 +27,9 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = "./kfadapter-data/local-kfp"
 
 
-def _make_executor(data_dir: Path, max_concurrent_runs: int, on_update: Any) -> Any:
+def _make_executor(
+    data_dir: Path, max_concurrent_runs: int, on_update: Callable[[RunUpdate], None]
+) -> Executor:
     """The run executor (kfp.local in a child process per run)."""
     from kfadapter.localkfp.executor import RunExecutor
 
@@ -52,7 +57,8 @@ class LocalKfpServer:
     """A KFP 2.17-compatible API server on host:port, backed by SQLite under data_dir.
 
     executor_factory(data_dir, max_concurrent_runs, on_update) replaces the real
-    RunExecutor (tests use it to hold runs in a given state without executing them).
+    RunExecutor (tests use it to hold runs in a given state without executing them);
+    `clock` and `new_id` replace the system clock and random ids of new resources.
     """
 
     def __init__(
@@ -67,7 +73,9 @@ class LocalKfpServer:
         scheduler_interval: float = 1.0,
         dex_session_ttl: float | None = None,
         *,
-        executor_factory: Callable[[Path, int, Callable[[Any], None]], Any] | None = None,
+        executor_factory: ExecutorFactory | None = None,
+        clock: Clock = now_us,
+        new_id: IdSource = new_uuid,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be at least 1")
@@ -87,9 +95,11 @@ class LocalKfpServer:
         )
         self.scheduler_interval = scheduler_interval
         self._executor_factory = executor_factory or _make_executor
+        self._clock = clock
+        self._new_id = new_id
         self.store: Store | None = None
-        self.service: KfpService | None = None
-        self._executor: Any = None
+        self.services: KfpServices | None = None
+        self._executor: Executor | None = None
         self._scheduler: Scheduler | None = None
         self._http: ServerThread | None = None
         self._lock_file: IO[bytes] | None = None
@@ -111,22 +121,25 @@ class LocalKfpServer:
         self._lock_file = _lock_data_dir(self.data_dir)
         try:
             self.store = Store(self.data_dir / "kfp.sqlite3")
-            self.service = KfpService(self.store, data_dir=self.data_dir)
+            self.services = KfpServices.over(self.store, clock=self._clock, new_id=self._new_id)
             try:
-                http = ServerThread(create_app(self.service, self.auth), self.host, self.port)
+                http = ServerThread(create_app(self.services, self.auth), self.host, self.port)
             except SystemExit:  # werkzeug exits when it cannot bind
                 raise OSError(f"cannot listen on {self.host}:{self.port}") from None
         except BaseException:
             self._release()
             raise
-        failed = self.store.fail_interrupted_runs()
+        runs = self.services.runs
+        failed = runs.fail_interrupted_runs()
         if failed:
             log.warning("%d run(s) left active by a previous server were marked FAILED", failed)
         self._executor = self._executor_factory(
-            self.data_dir, self.max_concurrent_runs, self.service.apply_run_update
+            self.data_dir, self.max_concurrent_runs, runs.apply_run_update
         )
-        self.service.attach_executor(self._executor)
-        self._scheduler = Scheduler(self.service, interval=self.scheduler_interval).start()
+        runs.attach_executor(self._executor)
+        self._scheduler = Scheduler(
+            self.services.recurring_runs, interval=self.scheduler_interval
+        ).start()
         self._http = http.start()
         log.info("local KFP server listening on %s", self.url)
         return self

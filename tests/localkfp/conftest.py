@@ -40,7 +40,7 @@ class HeldExecutor:
         """Report a final state for a run, as the real executor would."""
         from datetime import UTC, datetime
 
-        from kfadapter.localkfp.executor import RunUpdate
+        from kfadapter.localkfp.execution import RunUpdate
 
         with self.lock:
             self.active.discard(run_id)

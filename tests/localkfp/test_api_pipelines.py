@@ -209,14 +209,14 @@ def test_pagination_walks_every_page_without_loss_or_repeat(held_server) -> None
 
 def test_a_page_token_only_continues_its_own_list(held_server) -> None:
     """A token from pipeline A's versions does not list A's versions under pipeline B."""
-    service = held_server.service
+    pipelines = held_server.services.pipelines
     first, second = (
-        service.create_pipeline({"name": f"tokens-{uuid.uuid4().hex[:6]}"})["pipeline_id"]
+        pipelines.create_pipeline({"name": f"tokens-{uuid.uuid4().hex[:6]}"})["pipeline_id"]
         for _ in range(2)
     )
     for pipeline_id in (first, second):
         for n in range(3):
-            service.create_version(pipeline_id, {"name": f"v{n}", "pipeline_spec": SPEC})
+            pipelines.create_version(pipeline_id, {"name": f"v{n}", "pipeline_spec": SPEC})
     url = f"{held_server.url}/apis/v2beta1/pipelines/{{}}/versions"
     token = requests.get(url.format(first), params={"page_size": 1}).json()["next_page_token"]
     rest = requests.get(url.format(first), params={"page_token": token}).json()
@@ -322,7 +322,9 @@ def test_bad_list_arguments_are_kfp_400s(held_server, params) -> None:
 def test_huge_page_size_is_capped_at_200(held_server) -> None:
     namespace = _namespace()
     for i in range(205):
-        held_server.service.create_pipeline({"name": f"many-{i}", "namespace": namespace})
+        held_server.services.pipelines.create_pipeline(
+            {"name": f"many-{i}", "namespace": namespace}
+        )
     response = requests.get(
         f"{held_server.url}/apis/v2beta1/pipelines",
         params={"namespace": namespace, "page_size": 10**9},

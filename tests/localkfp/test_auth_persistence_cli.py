@@ -11,7 +11,9 @@ import pytest
 import requests
 import yaml
 
-from kfadapter.localkfp.store import RESTART_ERROR, Store, dumps
+from kfadapter.localkfp.runs import RESTART_ERROR
+from kfadapter.localkfp.services import KfpServices
+from kfadapter.localkfp.storage import Store, dumps
 from kfadapter.localkfp.timefmt import now_us
 from tests.localkfp.conftest import SPEC, HeldExecutor, client_for
 from tests.localkfp.processes import (
@@ -242,9 +244,10 @@ def test_runs_of_a_killed_server_are_stopped_and_failed_on_restart(
 
 def test_fail_interrupted_runs_marks_running_tasks(tmp_path) -> None:
     store = Store(tmp_path / "kfp.sqlite3")
-    experiment = store.ensure_default_experiment()
-    with store.write() as conn:
-        store.insert(
+    services = KfpServices.over(store)
+    experiment = services.experiments.default_experiment()
+    with store.db.write() as conn:
+        store.db.insert(
             conn,
             "runs",
             {
@@ -257,11 +260,11 @@ def test_fail_interrupted_runs_marks_running_tasks(tmp_path) -> None:
                 "state_history": dumps([]),
             },
         )
-    assert store.fail_interrupted_runs() == 1
-    row = store.get("runs", "r1")
+    assert services.runs.fail_interrupted_runs() == 1
+    row = store.runs.get("r1")
     assert row["state"] == "FAILED" and RESTART_ERROR in row["error"]
     assert '"FAILED"' in row["task_details"] and row["finished_at"] > 0
-    assert store.fail_interrupted_runs() == 0
+    assert services.runs.fail_interrupted_runs() == 0
     store.close()
 
 

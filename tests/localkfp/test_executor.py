@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfadapter.localkfp.executor import FINAL_STATES, RunExecutor, RunUpdate
+from kfadapter.localkfp.execution import RunUpdate
+from kfadapter.localkfp.executor import RunExecutor
+from kfadapter.localkfp.states import FINAL_STATES
 from tests.localkfp.processes import (
     DEADLINE_SECONDS,
     live_group_members,

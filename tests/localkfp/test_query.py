@@ -8,7 +8,7 @@ import pytest
 
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp.apierrors import ApiError
-from kfadapter.localkfp.store import PIPELINES, RUNS
+from kfadapter.localkfp.fields import PIPELINES, RUNS
 
 
 def test_page_size_follows_kfp_rules() -> None:

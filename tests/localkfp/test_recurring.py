@@ -113,9 +113,9 @@ def test_bad_recurring_runs_are_refused(held_server, extra) -> None:
 def test_a_broken_recurring_run_does_not_stop_the_others(manual) -> None:
     """A recurring run whose stored trigger cannot be read is skipped; the others still fire."""
     broken = _create(manual, {"periodic_schedule": {"interval_second": "10"}})
-    manual.store.update("recurring_runs", broken["recurring_run_id"], trigger_spec="{cut short")
+    manual.store.recurring_runs.update(broken["recurring_run_id"], trigger_spec="{cut short")
     healthy = _create(manual, {"periodic_schedule": {"interval_second": "10"}})
-    start = manual.store.get("recurring_runs", healthy["recurring_run_id"])["created_at"]
+    start = manual.store.recurring_runs.get(healthy["recurring_run_id"])["created_at"]
     started = manual._scheduler.tick(start + 15 * S)
     assert [r["run_id"] for r in _runs_of(manual, healthy["recurring_run_id"])] == started
     assert len(started) == 1
@@ -125,7 +125,7 @@ def test_a_broken_recurring_run_does_not_stop_the_others(manual) -> None:
 def test_catch_up_honours_max_concurrency(manual) -> None:
     created = _create(manual, {"periodic_schedule": {"interval_second": "10"}}, max_concurrency="2")
     rr_id = created["recurring_run_id"]
-    start = manual.store.get("recurring_runs", rr_id)["created_at"]
+    start = manual.store.recurring_runs.get(rr_id)["created_at"]
     scheduler = manual._scheduler
     assert scheduler.tick(start + 5 * S) == []
     first = scheduler.tick(start + 35 * S)  # three times are due, two may run at once
@@ -137,10 +137,10 @@ def test_catch_up_honours_max_concurrency(manual) -> None:
     runs = {r["run_id"]: r for r in _runs_of(manual, rr_id)}
     scheduled = sorted(r["scheduled_at"] for r in runs.values())
     assert len(scheduled) == 3 and len(set(scheduled)) == 3  # 10 s, 20 s, 30 s after creation
-    from kfadapter.localkfp.service import _fnv32a
+    from kfadapter.localkfp.recurring import fnv32a
 
     name = created["display_name"]
-    expected = {f"{name}-{n}-{_fnv32a(f'{name}-{n}')}" for n in (1, 2, 3)}
+    expected = {f"{name}-{n}-{fnv32a(f'{name}-{n}')}" for n in (1, 2, 3)}
     assert {r["display_name"] for r in runs.values()} == expected
 
 
@@ -151,9 +151,9 @@ def test_no_catchup_starts_only_the_latest_missed_time(manual) -> None:
         max_concurrency="5",
         no_catchup=True,
     )
-    start = manual.store.get("recurring_runs", created["recurring_run_id"])["created_at"]
+    start = manual.store.recurring_runs.get(created["recurring_run_id"])["created_at"]
     assert len(manual._scheduler.tick(start + 95 * S)) == 1
-    row = manual.store.get("recurring_runs", created["recurring_run_id"])
+    row = manual.store.recurring_runs.get(created["recurring_run_id"])
     assert row["last_fire_at"] == start + 90 * S
 
 

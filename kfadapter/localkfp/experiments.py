@@ -1,0 +1,110 @@
+"""Experiments: KFP's ExperimentService, and the experiment a new run goes to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfadapter.localkfp import query as q
+from kfadapter.localkfp import validation as v
+from kfadapter.localkfp import views
+from kfadapter.localkfp.apierrors import FAILED_PRECONDITION, ApiError, not_found
+from kfadapter.localkfp.fields import EXPERIMENTS
+from kfadapter.localkfp.ids import IdSource, new_uuid
+from kfadapter.localkfp.storage import ExperimentStore
+from kfadapter.localkfp.timefmt import Clock, now_us
+
+DEFAULT_EXPERIMENT = "Default"
+DEFAULT_DESCRIPTION = "All runs created without specifying an experiment are grouped here."
+
+
+class ExperimentService:
+    """Experiments: names unique per namespace, a `Default` one always there."""
+
+    def __init__(
+        self, store: ExperimentStore, *, clock: Clock = now_us, new_id: IdSource = new_uuid
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._new_id = new_id
+
+    def create_experiment(self, body: Any) -> dict[str, Any]:
+        """POST /experiments: names are unique per namespace (409)."""
+        body = v.json_object(body, "experiment")
+        name = v.name(v.text(body, "display_name", "experiment"), "Experiment")
+        row = self._new_row(
+            name, v.text(body, "description", "experiment"), v.text(body, "namespace", "experiment")
+        )
+        self._store.insert(row)
+        return views.experiment_json(row)
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """GET /experiments/{id}."""
+        return views.experiment_json(self.experiment_row(experiment_id))
+
+    def list_experiments(self, args: dict[str, Any]) -> dict[str, Any]:
+        """GET /experiments?namespace=."""
+        query = q.from_args(EXPERIMENTS, args, {"namespace": args.get("namespace", "")})
+        rows, total, token = self._store.list(query)
+        return views.page("experiments", [views.experiment_json(r) for r in rows], total, token)
+
+    def delete_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """DELETE /experiments/{id}: also deletes its recurring runs; its runs remain."""
+        self.experiment_row(experiment_id)
+        self._store.delete(experiment_id)
+        return {}
+
+    def archive_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """POST /experiments/{id}:archive: archives its runs, disables its recurring runs."""
+        self.experiment_row(experiment_id)
+        self._store.archive(experiment_id, self._clock())
+        return {}
+
+    def unarchive_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """POST /experiments/{id}:unarchive (its runs stay archived, as in KFP)."""
+        self.experiment_row(experiment_id)
+        self._store.update(experiment_id, storage_state="AVAILABLE")
+        return {}
+
+    def experiment_row(self, experiment_id: str) -> dict[str, Any]:
+        """The stored experiment; 404 when there is none."""
+        row = self._store.get(experiment_id)
+        if row is None:
+            raise not_found(f"Experiment {experiment_id} not found")
+        return row
+
+    def is_archived(self, experiment_id: str) -> bool:
+        """Whether the experiment exists and is archived."""
+        row = self._store.get(experiment_id)
+        return row is not None and row["storage_state"] == "ARCHIVED"
+
+    def default_experiment(self, namespace: str = "") -> dict[str, Any]:
+        """The `Default` experiment of the namespace, created when missing (as KFP does)."""
+        existing = self._store.find_by_name(namespace, DEFAULT_EXPERIMENT)
+        if existing:
+            return existing
+        row = self._new_row(DEFAULT_EXPERIMENT, DEFAULT_DESCRIPTION, namespace)
+        return self._store.insert_unless_named(row)
+
+    def for_new_run(self, experiment_id: str) -> dict[str, Any]:
+        """The experiment a new run goes to: the given one, else `Default`; 400 if archived."""
+        if not experiment_id:
+            return self.default_experiment("")
+        row = self.experiment_row(experiment_id)
+        if row["storage_state"] == "ARCHIVED":
+            raise ApiError(
+                400,
+                f"Experiment {experiment_id} is archived; unarchive it to create runs in it",
+                FAILED_PRECONDITION,
+            )
+        return row
+
+    def _new_row(self, name: str, description: str, namespace: str) -> dict[str, Any]:
+        return {
+            "id": self._new_id(),
+            "display_name": name,
+            "description": description,
+            "namespace": namespace,
+            "created_at": self._clock(),
+            "storage_state": "AVAILABLE",
+            "last_run_created_at": 0,
+        }

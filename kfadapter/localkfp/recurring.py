@@ -1,0 +1,167 @@
+"""Recurring runs: KFP's RecurringRunService, and the runs their triggers start."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kfadapter.localkfp import query as q
+from kfadapter.localkfp import validation as v
+from kfadapter.localkfp import views
+from kfadapter.localkfp.apierrors import ApiError, not_found
+from kfadapter.localkfp.experiments import ExperimentService
+from kfadapter.localkfp.fields import RECURRING_RUNS
+from kfadapter.localkfp.ids import IdSource, new_uuid
+from kfadapter.localkfp.runs import RunService
+from kfadapter.localkfp.storage import RecurringRunStore, dumps, loads
+from kfadapter.localkfp.timefmt import Clock, now_us
+from kfadapter.localkfp.triggers import Trigger, parse_trigger
+
+log = logging.getLogger(__name__)
+
+
+class RecurringRunService:
+    """Recurring runs: stored with their trigger; the scheduler asks them to fire."""
+
+    def __init__(
+        self,
+        store: RecurringRunStore,
+        runs: RunService,
+        experiments: ExperimentService,
+        *,
+        clock: Clock = now_us,
+        new_id: IdSource = new_uuid,
+    ) -> None:
+        self._store = store
+        self._runs = runs
+        self._experiments = experiments
+        self.clock = clock
+        self._new_id = new_id
+
+    def create_recurring_run(self, body: Any) -> dict[str, Any]:
+        """POST /recurringruns."""
+        body = v.json_object(body, "recurring_run")
+        name = v.name(v.text(body, "display_name", "recurring_run"), "Recurring run")
+        experiment = self._experiments.for_new_run(v.text(body, "experiment_id", "recurring_run"))
+        source = self._runs.resolve_source(body, "recurring_run")
+        runtime_config = v.runtime_config(body, "recurring_run")
+        _trigger, shown = parse_trigger(body.get("trigger"))
+        max_concurrency = v.max_concurrency(body.get("max_concurrency"))
+        no_catchup = v.optional_bool(body, "no_catchup", "recurring_run")
+        mode = v.recurring_mode(body)
+        now = self.clock()
+        row = {
+            "id": self._new_id(),
+            "display_name": name,
+            "description": v.text(body, "description", "recurring_run"),
+            "namespace": experiment["namespace"],
+            "experiment_id": experiment["id"],
+            "pipeline_id": source.pipeline_id,
+            "pipeline_version_id": source.pipeline_version_id,
+            "pipeline_spec": source.pipeline_spec,
+            "runtime_config": dumps(runtime_config) if runtime_config else None,
+            "service_account": v.text(body, "service_account", "recurring_run"),
+            "max_concurrency": max_concurrency,
+            "no_catchup": 1 if no_catchup else 0,
+            "trigger_spec": dumps({"shown": shown, "request": body.get("trigger")}),
+            "status": "DISABLED" if mode == "DISABLE" else "ENABLED",
+            "created_at": now,
+            "updated_at": now,
+            "last_fire_at": 0,
+            "fire_count": 0,
+            "enabled_at": now,
+        }
+        self._store.insert(row)
+        return views.recurring_run_json(row)
+
+    def get_recurring_run(self, recurring_run_id: str) -> dict[str, Any]:
+        """GET /recurringruns/{id}."""
+        return views.recurring_run_json(self._row(recurring_run_id))
+
+    def list_recurring_runs(self, args: dict[str, Any]) -> dict[str, Any]:
+        """GET /recurringruns?experiment_id=&namespace= (the list key is `recurringRuns`)."""
+        scope = {
+            "experiment_id": args.get("experiment_id", ""),
+            "namespace": args.get("namespace", ""),
+        }
+        rows, total, token = self._store.list(q.from_args(RECURRING_RUNS, args, scope))
+        items = [views.recurring_run_json(r) for r in rows]
+        return views.page("recurringRuns", items, total, token)
+
+    def set_recurring_enabled(self, recurring_run_id: str, enabled: bool) -> dict[str, Any]:
+        """POST /recurringruns/{id}:enable or :disable."""
+        row = self._row(recurring_run_id)
+        now = self.clock()
+        fields: dict[str, Any] = {
+            "status": "ENABLED" if enabled else "DISABLED",
+            "updated_at": now,
+        }
+        if enabled and row["status"] != "ENABLED":
+            fields["enabled_at"] = now
+        self._store.update(recurring_run_id, **fields)
+        return {}
+
+    def delete_recurring_run(self, recurring_run_id: str) -> dict[str, Any]:
+        """DELETE /recurringruns/{id} (the runs it started remain)."""
+        self._row(recurring_run_id)
+        self._store.delete(recurring_run_id)
+        return {}
+
+    # -- what the scheduler uses -------------------------------------------------------
+
+    def enabled_recurring_runs(self) -> list[dict[str, Any]]:
+        """Every enabled recurring run, as stored."""
+        return self._store.enabled()
+
+    def active_runs_of(self, recurring_run_id: str) -> int:
+        """How many runs of the recurring run have not reached a final state."""
+        return self._runs.active_runs_of(recurring_run_id)
+
+    @staticmethod
+    def trigger_of(row: dict[str, Any]) -> Trigger:
+        """The Trigger of a stored recurring run."""
+        trigger, _shown = parse_trigger(loads(row["trigger_spec"])["request"])
+        return trigger
+
+    def fire_recurring_run(self, row: dict[str, Any], scheduled_us: int) -> str | None:
+        """Start one run of a recurring run for the given schedule time; its id, or None."""
+        index = row["fire_count"] + 1
+        resource_id = f"{row['display_name']}-{index}"
+        body: dict[str, Any] = {
+            # KFP's scheduled workflow names its runs "<name>-<index>-<fnv32a(name-index)>"
+            "display_name": f"{resource_id}-{fnv32a(resource_id)}",
+            "description": row["description"],
+            "experiment_id": row["experiment_id"],
+            "service_account": row["service_account"],
+        }
+        if row["pipeline_version_id"]:
+            body["pipeline_version_reference"] = {
+                "pipeline_id": row["pipeline_id"],
+                "pipeline_version_id": row["pipeline_version_id"],
+            }
+        else:
+            body["pipeline_spec"] = loads(row["pipeline_spec"])
+        runtime_config = loads(row["runtime_config"])
+        if runtime_config:
+            body["runtime_config"] = runtime_config
+        self._store.update(row["id"], last_fire_at=scheduled_us, fire_count=index)
+        try:
+            run = self._runs.create_run(body, recurring_run_id=row["id"], scheduled_us=scheduled_us)
+        except ApiError as error:
+            log.warning("recurring run %s could not start a run: %s", row["id"], error.message)
+            return None
+        return run["run_id"]
+
+    def _row(self, recurring_run_id: str) -> dict[str, Any]:
+        row = self._store.get(recurring_run_id)
+        if row is None:
+            raise not_found(f"Recurring run {recurring_run_id} not found")
+        return row
+
+
+def fnv32a(text: str) -> int:
+    """The 32-bit FNV-1a hash of the text's UTF-8 bytes."""
+    value = 0x811C9DC5
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
