@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import json
 import logging
 import os
 import queue
-import re
 import select
 import shutil
 import signal
@@ -31,14 +29,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from kfadapter.localkfp import execution_protocol as protocol
 from kfadapter.localkfp.execution import RunUpdate
-from kfadapter.localkfp.states import FINAL_STATES
+from kfadapter.localkfp.run_progress import RunProgress
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +42,6 @@ TERMINATE_GRACE_SECONDS = 3.0
 """How long a terminated run's processes get after SIGTERM before SIGKILL."""
 
 _POLL_SECONDS = 0.2
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@dataclass(eq=False)
-class _Run:
-    """The executor's bookkeeping for one submitted run."""
-
-    run_id: str
-    pipeline_spec: dict[str, Any]
-    parameters: dict[str, Any]
-    directory: Path
-    state: str = "PENDING"
-    error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task_id -> detail
-    downstream: dict[str, set[str]] = field(default_factory=dict)  # task name -> dependents
-    process: subprocess.Popen[bytes] | None = None
-    thread: threading.Thread | None = None
-    outcome: tuple[str, str | None] | None = None  # (state, error) the worker reported
-    stop_reason: str | None = None  # "terminate" or "shutdown"
-    stop_requested_at: float | None = None  # time.monotonic()
-    killed: bool = False
 
 
 class RunExecutor:
@@ -86,8 +59,8 @@ class RunExecutor:
         self._max_concurrent_runs = max_concurrent_runs
         self._on_update = on_update
         self._lock = threading.Lock()
-        self._pending: collections.OrderedDict[str, _Run] = collections.OrderedDict()
-        self._active: dict[str, _Run] = {}
+        self._pending: collections.OrderedDict[str, RunProgress] = collections.OrderedDict()
+        self._active: dict[str, RunProgress] = {}
         self._stopping = False
         self._updates: queue.Queue[RunUpdate | None] = queue.Queue()
         self._delivery = threading.Thread(
@@ -102,13 +75,7 @@ class RunExecutor:
         slot is free. Never blocks on execution."""
         if not protocol.is_safe_name(run_id):
             raise ValueError(f"run id {run_id!r} is not usable as a directory name")
-        run = _Run(
-            run_id=run_id,
-            pipeline_spec=pipeline_spec,
-            parameters=dict(parameters or {}),
-            directory=protocol.run_dir(self._data_dir, run_id),
-            downstream=_downstream_tasks(pipeline_spec),
-        )
+        run = RunProgress.of(run_id, pipeline_spec, parameters, self._data_dir)
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the run executor is shut down")
@@ -188,7 +155,7 @@ class RunExecutor:
             )
             run.thread.start()
 
-    def _execute(self, run: _Run) -> None:
+    def _execute(self, run: RunProgress) -> None:
         """The body of a run's thread: run it, and always end it in a final state."""
         try:
             self._run_process(run)
@@ -199,7 +166,7 @@ class RunExecutor:
                 run.process.wait()
             self._finish(run, None, f"internal error while executing the run: {exc}")
 
-    def _run_process(self, run: _Run) -> None:
+    def _run_process(self, run: RunProgress) -> None:
         run.directory.mkdir(parents=True, exist_ok=True)
         # A retried run starts over: the logs of its previous attempt would mislead.
         for stale in ("logs", "workspace"):
@@ -267,7 +234,7 @@ class RunExecutor:
         _kill_group(process.pid, signal.SIGKILL)  # leftovers of a worker that died
         self._finish(run, process.returncode, None)
 
-    def _follow(self, run: _Run, read_fd: int) -> None:
+    def _follow(self, run: RunProgress, read_fd: int) -> None:
         """Read the worker's events until it closes the pipe or exits."""
         assert run.process is not None
         buffer = b""
@@ -289,42 +256,13 @@ class RunExecutor:
                     break
             self._escalate(run)
 
-    def _handle_event(self, run: _Run, line: bytes) -> None:
+    def _handle_event(self, run: RunProgress, line: bytes) -> None:
         """Apply one worker event to the run and publish the change."""
-        try:
-            event = json.loads(line)
-            kind = event["event"]
-            moment = protocol.from_event_time(event["time"])
-        except (ValueError, KeyError, TypeError):
-            logger.warning("run %s: ignoring malformed event %r", run.run_id, line[:200])
-            return
-        stamp = protocol.to_rfc3339(moment)
         with self._lock:
-            if kind == protocol.TASK_STARTED:
-                task_id = str(event.get("task_id"))
-                run.tasks[task_id] = {
-                    "run_id": run.run_id,
-                    "task_id": task_id,
-                    "display_name": event.get("display_name", ""),
-                    "pod_name": event.get("pod_name", ""),
-                    "create_time": stamp,
-                    "start_time": stamp,
-                    "state": "RUNNING",
-                    "state_history": [{"update_time": stamp, "state": "RUNNING"}],
-                }
-            elif kind == protocol.TASK_FINISHED:
-                task = run.tasks.get(str(event.get("task_id")))
-                if task is None:
-                    return
-                _end_task(task, str(event.get("state", "FAILED")), stamp, event.get("error"))
-            elif kind == protocol.RUN_FINISHED:
-                run.outcome = (str(event.get("state", "FAILED")), event.get("error"))
-                return  # published once the process has exited
-            else:
-                return
-            self._publish(run)
+            if run.handle_event(line):
+                self._publish(run)
 
-    def _escalate(self, run: _Run) -> None:
+    def _escalate(self, run: RunProgress) -> None:
         """SIGKILL the group of a run that outlived its grace period after SIGTERM."""
         with self._lock:
             if (
@@ -335,28 +273,11 @@ class RunExecutor:
                 run.killed = True
                 self._signal(run, signal.SIGKILL)
 
-    def _finish(self, run: _Run, return_code: int | None, failure: str | None) -> None:
+    def _finish(self, run: RunProgress, return_code: int | None, failure: str | None) -> None:
         """Decide the final state, publish it, free the slot and start the next run."""
-        now = protocol.utc_now()
-        stamp = protocol.to_rfc3339(now)
         with self._lock:
-            if failure is not None:
-                state, error = "FAILED", failure
-            elif run.outcome is not None and run.stop_reason != "shutdown":
-                state, error = run.outcome
-            elif run.stop_reason == "terminate":
-                state, error = "CANCELED", None
-            elif run.stop_reason == "shutdown":
-                state, error = "FAILED", "the local KFP server stopped while the run was running"
-            else:
-                state, error = "FAILED", _describe_exit(return_code, run.directory)
-            for task in run.tasks.values():
-                if task["state"] not in FINAL_STATES:
-                    task_state = "CANCELED" if state == "CANCELED" else "FAILED"
-                    reason = "the run was terminated" if state == "CANCELED" else error
-                    _end_task(task, task_state, stamp, reason)
-            run.state, run.error, run.finished_at = state, error, now
-            details = self._task_details(run)
+            run.finish(return_code, failure, protocol.utc_now())
+            details = run.task_details()
         _write_json(run.directory / "tasks.json", details)
         with self._lock:
             self._publish(run)
@@ -366,35 +287,9 @@ class RunExecutor:
 
     # -- updates ---------------------------------------------------------------------------
 
-    def _publish(self, run: _Run) -> None:
+    def _publish(self, run: RunProgress) -> None:
         """Queue the run's current state for delivery (caller holds the lock)."""
-        self._updates.put(
-            RunUpdate(
-                run_id=run.run_id,
-                state=run.state,
-                task_details=self._task_details(run),
-                error=run.error,
-                finished_at=run.finished_at,
-                started_at=run.started_at,
-            )
-        )
-
-    @staticmethod
-    def _task_details(run: _Run) -> list[dict]:
-        """Copies of the task details, each with the started tasks that depend on it."""
-        details = []
-        for task in run.tasks.values():
-            detail = copy.deepcopy(task)
-            dependents = run.downstream.get(task["display_name"], set())
-            children = [
-                {"task_id": other["task_id"], "pod_name": other["pod_name"]}
-                for other in run.tasks.values()
-                if other["display_name"] in dependents
-            ]
-            if children:
-                detail["child_tasks"] = children
-            details.append(detail)
-        return details
+        self._updates.put(run.update())
 
     def _deliver_updates(self) -> None:
         """The delivery thread: hand updates to `on_update`, in order, one at a time."""
@@ -409,7 +304,7 @@ class RunExecutor:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _signal(self, run: _Run, sig: signal.Signals) -> None:
+    def _signal(self, run: RunProgress, sig: signal.Signals) -> None:
         """Send a signal to the run's whole process group (caller holds the lock)."""
         if run.process is not None and run.process.returncode is None:
             _kill_group(run.process.pid, sig)
@@ -428,32 +323,6 @@ class RunExecutor:
         return tasks if isinstance(tasks, list) else []
 
 
-def _end_task(task: dict[str, Any], state: str, stamp: str, error: str | None) -> None:
-    """Mark a task ended with its final state (and error message)."""
-    task["state"] = state
-    task["end_time"] = stamp
-    status: dict[str, Any] = {"update_time": stamp, "state": state}
-    if error:
-        task["error"] = {"message": error}
-        status["error"] = {"message": error}
-    task["state_history"].append(status)
-
-
-def _downstream_tasks(spec: dict[str, Any]) -> dict[str, set[str]]:
-    """Task name -> names of the tasks that depend on it, over every DAG of the spec."""
-    dags = [spec.get("root", {})] + list((spec.get("components") or {}).values())
-    downstream: dict[str, set[str]] = collections.defaultdict(set)
-    for component in dags:
-        tasks = (component.get("dag") or {}).get("tasks") or {}
-        for name, task in tasks.items():
-            task_name = (task.get("taskInfo") or {}).get("name") or name
-            for upstream in task.get("dependentTasks") or []:
-                upstream_task = tasks.get(upstream) or {}
-                upstream_name = (upstream_task.get("taskInfo") or {}).get("name") or upstream
-                downstream[upstream_name].add(task_name)
-    return dict(downstream)
-
-
 def _child_environment() -> dict[str, str]:
     """The worker's environment: our interpreter's bin first on PATH, our package importable."""
     env = dict(os.environ)
@@ -469,39 +338,6 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
     """Signal a process group; nothing if it is already gone."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def _describe_exit(return_code: int | None, directory: Path) -> str:
-    """Why a worker ended without reporting an outcome, for the run's error message."""
-    if return_code is None:
-        reason = "the run's process ended without a result"
-    elif return_code < 0:
-        try:
-            name = signal.Signals(-return_code).name
-        except ValueError:
-            name = f"signal {-return_code}"
-        reason = f"the run's process was killed by {name} before the run finished"
-    else:
-        reason = f"the run's process exited with code {return_code} before the run finished"
-    last_line = _last_line(directory / "worker.log")
-    if return_code is not None and return_code > 0 and last_line:
-        return f"{reason}: {last_line}"
-    return reason
-
-
-def _last_line(path: Path) -> str:
-    """The last non-empty line of a text file (read from its end), or ''."""
-    try:
-        with path.open("rb") as file:
-            file.seek(0, os.SEEK_END)
-            size = file.tell()
-            file.seek(max(0, size - 4096))
-            tail = file.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    lines = [_ANSI_ESCAPE.sub("", line).strip() for line in tail.splitlines()]
-    lines = [line for line in lines if line]
-    return lines[-1] if lines else ""
 
 
 def _write_json(path: Path, value: Any) -> None:
