@@ -8,7 +8,7 @@ import pytest
 
 from kfadapter.api.uploads import upload
 from kfadapter.app import create_app
-from kfadapter.kfp import PAGE_SIZE, KfConnect
+from kfadapter.kfp import PAGE_SIZE, KfConnect, NewRun
 from kfadapter.localkfp.server import LocalKfpServer
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
@@ -25,11 +25,13 @@ def _start_run(adapter, pipeline: str, name: str, parameters: dict | None = None
     version = kfp.list_versions(found["pipeline_id"])[-1]
     experiment = kfp.find_experiment("Default")
     run = kfp.create_run(
-        name=name,
-        experiment_id=experiment["experiment_id"],
-        pipeline_id=found["pipeline_id"],
-        version_id=version["pipeline_version_id"],
-        parameters=parameters or {},
+        NewRun(
+            name=name,
+            experiment_id=experiment["experiment_id"],
+            pipeline_id=found["pipeline_id"],
+            version_id=version["pipeline_version_id"],
+            parameters=parameters or {},
+        )
     )
     return run["run_id"]
 
@@ -182,11 +184,13 @@ def test_kfp_calls_grow_with_pages_not_runs(crowded_kfp, compiled, tmp_path):
         for total in (10, 450):
             while created < total:
                 kfp.create_run(
-                    name=f"run-{created % 7}",
-                    experiment_id=experiment["experiment_id"],
-                    pipeline_id=pipeline["id"],
-                    version_id=pipeline["version_id"],
-                    parameters={"seconds": 30.0},
+                    NewRun(
+                        name=f"run-{created % 7}",
+                        experiment_id=experiment["experiment_id"],
+                        pipeline_id=pipeline["id"],
+                        version_id=pipeline["version_id"],
+                        parameters={"seconds": 30.0},
+                    )
                 )
                 created += 1
             mark = proxy.mark()

@@ -11,7 +11,7 @@ from flask import current_app, request
 
 from kfadapter import jsontext
 from kfadapter.errors import AdapterError, BadRequest
-from kfadapter.kfp import KfpClient
+from kfadapter.kfp import KfpClient, PageRequest
 from kfadapter.settings import Settings
 
 SERVICES_EXTENSION = "kfadapter"
@@ -144,21 +144,21 @@ def text_field(
     return value
 
 
-def page_args() -> dict[str, Any] | None:
+def page_args() -> PageRequest | None:
     """page_size/page_token/sort_by/filter from the query string, or None when none is given."""
     args = request.args
     keys = ("page_size", "page_token", "sort_by", "filter")
     if not any(key in args for key in keys):
         return None
-    page: dict[str, Any] = {
-        "page_token": args.get("page_token") or None,
-        "sort_by": args.get("sort_by") or None,
-        "filter": args.get("filter") or None,
-        "page_size": query_page_size(),
-    }
-    if page["filter"] is not None:
+    page = PageRequest(
+        page_size=query_page_size(),
+        page_token=args.get("page_token") or None,
+        sort_by=args.get("sort_by") or None,
+        filter=args.get("filter") or None,
+    )
+    if page.filter is not None:
         try:
-            jsontext.parse(page["filter"])
+            jsontext.parse(page.filter)
         except jsontext.TooDeep as error:
             raise BadRequest(f"filter must be KFP's filter JSON: it {error}") from None
         except ValueError as error:

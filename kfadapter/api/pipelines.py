@@ -20,7 +20,7 @@ def list_pipelines():
     """Every pipeline (all of KFP's pages), or one page when page parameters are given."""
     page = page_args()
     if page is not None:
-        return jsonify(kfp().list_pipelines(**page))
+        return jsonify(kfp().list_pipelines(page))
     pipelines = kfp().all_pipelines()
     return jsonify({"pipelines": pipelines, "next_page_token": "", "total_size": len(pipelines)})
 

@@ -18,6 +18,7 @@ from kfadapter.api.common import (
 )
 from kfadapter.arguments import map_arguments
 from kfadapter.errors import AdapterError, BadRequest, NotFound
+from kfadapter.kfp import NewRun
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +128,14 @@ def start_training_run(
         )
     mapped = map_arguments(version["parameters"], job.arguments, trainingjob_id=trainingjob_id)
     run = kfp.create_run(
-        name=trainingjob_id,
-        description=f"training job {trainingjob_id}",
-        experiment_id=experiment["experiment_id"],
-        pipeline_id=pipeline["pipeline_id"],
-        version_id=version["pipeline_version_id"],
-        parameters=mapped.parameters,
+        NewRun(
+            name=trainingjob_id,
+            description=f"training job {trainingjob_id}",
+            experiment_id=experiment["experiment_id"],
+            pipeline_id=pipeline["pipeline_id"],
+            version_id=version["pipeline_version_id"],
+            parameters=mapped.parameters,
+        )
     )
     answer = {
         "trainingjob_id": trainingjob_id,

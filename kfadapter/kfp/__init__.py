@@ -9,8 +9,8 @@
 """
 
 from kfadapter.kfp.client import KfConnect
-from kfadapter.kfp.interface import KfpClient
+from kfadapter.kfp.interface import KfpClient, NewRun, PageRequest
 from kfadapter.kfp.runs import RUN_IDS_PER_CALL
 from kfadapter.kfp.transport import PAGE_SIZE
 
-__all__ = ["PAGE_SIZE", "RUN_IDS_PER_CALL", "KfConnect", "KfpClient"]
+__all__ = ["PAGE_SIZE", "RUN_IDS_PER_CALL", "KfConnect", "KfpClient", "NewRun", "PageRequest"]

@@ -62,9 +62,7 @@ def flatten_experiment(raw: dict[str, Any]) -> dict[str, Any]:
     return {
         "experiment_id": raw.get("experiment_id") or "",
         "id": raw.get("experiment_id") or "",
-        "name": raw.get("display_name") or "",
-        "display_name": raw.get("display_name") or "",
-        "description": raw.get("description") or "",
+        **_named(raw),
         "created_at": iso(raw.get("created_at")),
         "last_run_created_at": iso(raw.get("last_run_created_at")),
         "namespace": raw.get("namespace") or "",
@@ -74,28 +72,19 @@ def flatten_experiment(raw: dict[str, Any]) -> dict[str, Any]:
 
 def flatten_run(raw: dict[str, Any]) -> dict[str, Any]:
     """A run: ids, name, state, experiment, version, times, parameters, error, tasks."""
-    reference = raw.get("pipeline_version_reference") or {}
-    runtime_config = raw.get("runtime_config") or {}
     details = raw.get("run_details") or {}
     spec = spec_of(raw.get("pipeline_spec")) if raw.get("pipeline_spec") else {}
     return {
         "run_id": raw.get("run_id") or "",
-        "display_name": raw.get("display_name") or "",
-        "name": raw.get("display_name") or "",
-        "description": raw.get("description") or "",
+        **_named(raw),
         "state": raw.get("state") or "RUNTIME_STATE_UNSPECIFIED",
         "storage_state": raw.get("storage_state") or "",
-        "experiment_id": raw.get("experiment_id") or "",
-        "pipeline_id": reference.get("pipeline_id") or "",
-        "pipeline_version_id": reference.get("pipeline_version_id")
-        or raw.get("pipeline_version_id")
-        or "",
+        **_source(raw),
         "pipeline_spec_name": (spec.get("pipelineInfo") or {}).get("name") or "",
         "recurring_run_id": raw.get("recurring_run_id") or "",
         "created_at": iso(raw.get("created_at")),
         "scheduled_at": iso(raw.get("scheduled_at")),
         "finished_at": iso(raw.get("finished_at")),
-        "parameters": runtime_config.get("parameters") or {},
         "error": _error_text(raw.get("error")),
         "state_history": [
             {"state": entry.get("state") or "", "update_time": iso(entry.get("update_time"))}
@@ -121,7 +110,6 @@ def _flatten_task(raw: dict[str, Any]) -> dict[str, Any]:
 
 def flatten_recurring_run(raw: dict[str, Any]) -> dict[str, Any]:
     """A recurring run: ids, name, status, trigger, concurrency, pipeline, parameters, times."""
-    reference = raw.get("pipeline_version_reference") or {}
     trigger = raw.get("trigger") or {}
     cron = trigger.get("cron_schedule") or {}
     periodic = trigger.get("periodic_schedule") or {}
@@ -129,15 +117,10 @@ def flatten_recurring_run(raw: dict[str, Any]) -> dict[str, Any]:
     return {
         "recurring_run_id": raw.get("recurring_run_id") or "",
         "id": raw.get("recurring_run_id") or "",
-        "name": raw.get("display_name") or "",
-        "display_name": raw.get("display_name") or "",
-        "description": raw.get("description") or "",
+        **_named(raw),
         "status": raw.get("status") or "",
         "mode": raw.get("mode") or "",
-        "experiment_id": raw.get("experiment_id") or "",
-        "pipeline_id": reference.get("pipeline_id") or "",
-        "pipeline_version_id": reference.get("pipeline_version_id") or "",
-        "parameters": (raw.get("runtime_config") or {}).get("parameters") or {},
+        **_source(raw),
         "trigger": {
             "cron": cron.get("cron") or None,
             "interval_second": _int_or_none(periodic.get("interval_second")),
@@ -150,6 +133,28 @@ def flatten_recurring_run(raw: dict[str, Any]) -> dict[str, Any]:
         "created_at": iso(raw.get("created_at")),
         "updated_at": iso(raw.get("updated_at")),
         "error": _error_text(raw.get("error")),
+    }
+
+
+def _named(raw: dict[str, Any]) -> dict[str, Any]:
+    """The name of an experiment, run or recurring run (its display name), and description."""
+    return {
+        "name": raw.get("display_name") or "",
+        "display_name": raw.get("display_name") or "",
+        "description": raw.get("description") or "",
+    }
+
+
+def _source(raw: dict[str, Any]) -> dict[str, Any]:
+    """What a run or recurring run executes: experiment, pipeline version, parameters."""
+    reference = raw.get("pipeline_version_reference") or {}
+    return {
+        "experiment_id": raw.get("experiment_id") or "",
+        "pipeline_id": reference.get("pipeline_id") or "",
+        "pipeline_version_id": reference.get("pipeline_version_id")
+        or raw.get("pipeline_version_id")
+        or "",
+        "parameters": (raw.get("runtime_config") or {}).get("parameters") or {},
     }
 
 

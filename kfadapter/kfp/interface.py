@@ -8,7 +8,34 @@ in-process fake with the same methods. Every method returns plain dicts as
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page of a KFP list to get, in KFP's own list arguments."""
+
+    page_size: int | None = None
+    page_token: str | None = None
+    sort_by: str | None = None
+    filter: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The arguments of KFP's list call."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to start: a pipeline version with parameter values, in an experiment."""
+
+    name: str
+    experiment_id: str
+    pipeline_id: str
+    version_id: str
+    parameters: dict[str, Any]
+    description: str = ""
 
 
 class KfpClient(Protocol):
@@ -18,14 +45,7 @@ class KfpClient(Protocol):
         """KFP's healthz answer; raises when KFP is unreachable or failing."""
         ...
 
-    def list_pipelines(
-        self,
-        *,
-        page_size: int | None = None,
-        page_token: str | None = None,
-        sort_by: str | None = None,
-        filter: str | None = None,
-    ) -> dict[str, Any]:
+    def list_pipelines(self, page: PageRequest) -> dict[str, Any]:
         """One page of pipelines: {"pipelines", "next_page_token", "total_size"}."""
         ...
 
@@ -107,16 +127,7 @@ class KfpClient(Protocol):
         """One run with its parameters, error, state history and tasks."""
         ...
 
-    def create_run(
-        self,
-        *,
-        name: str,
-        experiment_id: str,
-        pipeline_id: str,
-        version_id: str,
-        parameters: dict[str, Any],
-        description: str = "",
-    ) -> dict[str, Any]:
+    def create_run(self, run: NewRun) -> dict[str, Any]:
         """Start a run of a pipeline version with these parameter values."""
         ...
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kfadapter.errors import BadRequest, NotFound
 from kfadapter.kfp import filters
 from kfadapter.kfp.flatten import flatten_pipeline, flatten_version, page
+from kfadapter.kfp.interface import PageRequest
 from kfadapter.kfp.transport import Transport
 from kfadapter.kfp.uploads import package_file
 
@@ -16,22 +18,12 @@ class PipelineCalls:
 
     _kfp: Transport
 
-    def list_pipelines(
-        self,
-        *,
-        page_size: int | None = None,
-        page_token: str | None = None,
-        sort_by: str | None = None,
-        filter: str | None = None,
-    ) -> dict[str, Any]:
+    def list_pipelines(self, page_request: PageRequest) -> dict[str, Any]:
         """One page of pipelines as KFP gives it: {"pipelines", "next_page_token", "total_size"}."""
         answer = self._kfp.read(
             "list_pipelines",
             self._kfp.apis.pipelines.pipeline_service_list_pipelines,
-            page_size=page_size,
-            page_token=page_token,
-            sort_by=sort_by,
-            filter=filter,
+            **page_request.params(),
         )
         return page(answer, "pipelines", flatten_pipeline)
 
@@ -87,15 +79,14 @@ class PipelineCalls:
         self, name: str, package: bytes, *, description: str | None = None
     ) -> dict[str, Any]:
         """Create a pipeline named `name` from a compiled package (its first version)."""
-        with package_file(package) as path:
-            answer = self._kfp.write(
-                "upload_pipeline",
-                self._kfp.apis.upload.upload_pipeline,
-                str(path),
-                name=name,
-                description=description or None,
-                subject=f"pipeline {name!r}",
-            )
+        answer = self._upload(
+            "upload_pipeline",
+            self._kfp.apis.upload.upload_pipeline,
+            package,
+            name=name,
+            description=description or None,
+            subject=f"pipeline {name!r}",
+        )
         return flatten_pipeline(answer)
 
     # ------------------------------------------------------------------ versions
@@ -142,17 +133,23 @@ class PipelineCalls:
         self, pipeline_id: str, name: str, package: bytes, *, description: str | None = None
     ) -> dict[str, Any]:
         """Add a version named `name` to a pipeline from a compiled package."""
-        with package_file(package) as path:
-            answer = self._kfp.write(
-                "upload_pipeline_version",
-                self._kfp.apis.upload.upload_pipeline_version,
-                str(path),
-                name=name,
-                pipelineid=pipeline_id,
-                description=description or None,
-                subject=f"version {name!r} of pipeline {pipeline_id!r}",
-            )
+        answer = self._upload(
+            "upload_pipeline_version",
+            self._kfp.apis.upload.upload_pipeline_version,
+            package,
+            name=name,
+            pipelineid=pipeline_id,
+            description=description or None,
+            subject=f"version {name!r} of pipeline {pipeline_id!r}",
+        )
         return flatten_version(answer)
+
+    def _upload(
+        self, operation: str, method: Callable[..., Any], package: bytes, **params: Any
+    ) -> dict[str, Any]:
+        """An upload call with the package in a file, as the SDK sends it."""
+        with package_file(package) as path:
+            return self._kfp.write(operation, method, str(path), **params)
 
     def delete_version(self, pipeline_id: str, version_id: str) -> None:
         """Delete one pipeline version."""

@@ -9,6 +9,7 @@ from typing import Any
 from kfadapter.errors import Conflict
 from kfadapter.kfp import filters
 from kfadapter.kfp.flatten import flatten_experiment, flatten_recurring_run, flatten_run, page
+from kfadapter.kfp.interface import NewRun, PageRequest
 from kfadapter.kfp.transport import PAGE_SIZE, Transport
 
 log = logging.getLogger(__name__)
@@ -83,22 +84,12 @@ class RunCalls:
 
     # ------------------------------------------------------------------ runs
 
-    def list_runs(
-        self,
-        *,
-        page_size: int | None = None,
-        page_token: str | None = None,
-        sort_by: str | None = None,
-        filter: str | None = None,
-    ) -> dict[str, Any]:
+    def list_runs(self, page_request: PageRequest) -> dict[str, Any]:
         """One page of runs in the namespace: {"runs", "next_page_token", "total_size"}."""
         answer = self._kfp.read(
             "list_runs",
             self._kfp.apis.runs.run_service_list_runs,
-            page_size=page_size,
-            page_token=page_token,
-            sort_by=sort_by,
-            filter=filter,
+            **page_request.params(),
             namespace=self._namespace,
         )
         return page(answer, "runs", flatten_run)
@@ -112,10 +103,12 @@ class RunCalls:
     ) -> dict[str, Any]:
         """One page of a pipeline's runs, newest first."""
         return self.list_runs(
-            page_size=page_size or 100,
-            page_token=page_token,
-            sort_by="created_at desc",
-            filter=filters.equals("pipeline_id", pipeline_id),
+            PageRequest(
+                page_size=page_size or 100,
+                page_token=page_token,
+                sort_by="created_at desc",
+                filter=filters.equals("pipeline_id", pipeline_id),
+            )
         )
 
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -125,29 +118,23 @@ class RunCalls:
         )
         return flatten_run(answer)
 
-    def create_run(
-        self,
-        *,
-        name: str,
-        experiment_id: str,
-        pipeline_id: str,
-        version_id: str,
-        parameters: dict[str, Any],
-        description: str = "",
-    ) -> dict[str, Any]:
+    def create_run(self, run: NewRun) -> dict[str, Any]:
         """Start a run of a pipeline version with these parameter values."""
         body = {
-            "display_name": name,
-            "description": description,
-            "experiment_id": experiment_id,
+            "display_name": run.name,
+            "description": run.description,
+            "experiment_id": run.experiment_id,
             "pipeline_version_reference": {
-                "pipeline_id": pipeline_id,
-                "pipeline_version_id": version_id,
+                "pipeline_id": run.pipeline_id,
+                "pipeline_version_id": run.version_id,
             },
-            "runtime_config": {"parameters": parameters},
+            "runtime_config": {"parameters": run.parameters},
         }
         answer = self._kfp.write(
-            "create_run", self._kfp.apis.runs.run_service_create_run, body, subject=f"run {name!r}"
+            "create_run",
+            self._kfp.apis.runs.run_service_create_run,
+            body,
+            subject=f"run {run.name!r}",
         )
         return flatten_run(answer)
 

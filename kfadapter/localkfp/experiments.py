@@ -7,11 +7,10 @@ from typing import Any
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp import validation as v
 from kfadapter.localkfp import views
-from kfadapter.localkfp.apierrors import FAILED_PRECONDITION, ApiError, not_found
+from kfadapter.localkfp.apierrors import FAILED_PRECONDITION, ApiError
 from kfadapter.localkfp.fields import EXPERIMENTS
-from kfadapter.localkfp.ids import IdSource, new_uuid
+from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import ExperimentStore
-from kfadapter.localkfp.timefmt import Clock, now_us
 
 DEFAULT_EXPERIMENT = "Default"
 DEFAULT_DESCRIPTION = "All runs created without specifying an experiment are grouped here."
@@ -20,12 +19,9 @@ DEFAULT_DESCRIPTION = "All runs created without specifying an experiment are gro
 class ExperimentService:
     """Experiments: names unique per namespace, a `Default` one always there."""
 
-    def __init__(
-        self, store: ExperimentStore, *, clock: Clock = now_us, new_id: IdSource = new_uuid
-    ) -> None:
+    def __init__(self, store: ExperimentStore, sources: Sources = SYSTEM) -> None:
         self._store = store
-        self._clock = clock
-        self._new_id = new_id
+        self._sources = sources
 
     def create_experiment(self, body: Any) -> dict[str, Any]:
         """POST /experiments: names are unique per namespace (409)."""
@@ -43,20 +39,19 @@ class ExperimentService:
 
     def list_experiments(self, args: dict[str, Any]) -> dict[str, Any]:
         """GET /experiments?namespace=."""
-        query = q.from_args(EXPERIMENTS, args, {"namespace": args.get("namespace", "")})
-        rows, total, token = self._store.list(query)
-        return views.page("experiments", [views.experiment_json(r) for r in rows], total, token)
+        query = q.from_args(EXPERIMENTS, args, q.scope(args, "namespace"))
+        return views.page("experiments", views.experiment_json, self._store.list(query))
 
     def delete_experiment(self, experiment_id: str) -> dict[str, Any]:
         """DELETE /experiments/{id}: also deletes its recurring runs; its runs remain."""
         self.experiment_row(experiment_id)
-        self._store.delete(experiment_id)
+        self._store.delete_with_recurring_runs(experiment_id)
         return {}
 
     def archive_experiment(self, experiment_id: str) -> dict[str, Any]:
         """POST /experiments/{id}:archive: archives its runs, disables its recurring runs."""
         self.experiment_row(experiment_id)
-        self._store.archive(experiment_id, self._clock())
+        self._store.archive(experiment_id, self._sources.clock())
         return {}
 
     def unarchive_experiment(self, experiment_id: str) -> dict[str, Any]:
@@ -67,10 +62,7 @@ class ExperimentService:
 
     def experiment_row(self, experiment_id: str) -> dict[str, Any]:
         """The stored experiment; 404 when there is none."""
-        row = self._store.get(experiment_id)
-        if row is None:
-            raise not_found(f"Experiment {experiment_id} not found")
-        return row
+        return self._store.existing(experiment_id)
 
     def is_archived(self, experiment_id: str) -> bool:
         """Whether the experiment exists and is archived."""
@@ -100,11 +92,11 @@ class ExperimentService:
 
     def _new_row(self, name: str, description: str, namespace: str) -> dict[str, Any]:
         return {
-            "id": self._new_id(),
+            "id": self._sources.new_id(),
             "display_name": name,
             "description": description,
             "namespace": namespace,
-            "created_at": self._clock(),
+            "created_at": self._sources.clock(),
             "storage_state": "AVAILABLE",
             "last_run_created_at": 0,
         }

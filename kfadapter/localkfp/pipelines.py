@@ -9,21 +9,17 @@ from kfadapter.localkfp import validation as v
 from kfadapter.localkfp import views
 from kfadapter.localkfp.apierrors import bad_request, not_found
 from kfadapter.localkfp.fields import PIPELINES, VERSIONS
-from kfadapter.localkfp.ids import IdSource, new_uuid
 from kfadapter.localkfp.packages import fetch_package, normalize_spec, parse_package
+from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import PipelineStore, dumps
-from kfadapter.localkfp.timefmt import Clock, now_us
 
 
 class PipelineService:
     """Pipelines and versions: created from bodies or uploaded packages, listed, changed."""
 
-    def __init__(
-        self, store: PipelineStore, *, clock: Clock = now_us, new_id: IdSource = new_uuid
-    ) -> None:
+    def __init__(self, store: PipelineStore, sources: Sources = SYSTEM) -> None:
         self._store = store
-        self._clock = clock
-        self._new_id = new_id
+        self._sources = sources
 
     # -- pipelines -------------------------------------------------------------------
 
@@ -89,13 +85,12 @@ class PipelineService:
 
     def list_pipelines(self, args: dict[str, Any]) -> dict[str, Any]:
         """GET /pipelines?namespace=."""
-        query = q.from_args(PIPELINES, args, {"namespace": args.get("namespace", "")})
-        rows, total, token = self._store.list(query)
-        return views.page("pipelines", [views.pipeline_json(r) for r in rows], total, token)
+        query = q.from_args(PIPELINES, args, q.scope(args, "namespace"))
+        return views.page("pipelines", views.pipeline_json, self._store.list(query))
 
     def delete_pipeline(self, pipeline_id: str, cascade: bool) -> dict[str, Any]:
         """DELETE /pipelines/{id}: refused while versions remain unless cascade."""
-        self._store.delete(pipeline_id, cascade)
+        self._store.delete_cascading(pipeline_id, cascade)
         return {}
 
     def update_pipeline(self, pipeline_id: str, body: Any) -> dict[str, Any]:
@@ -110,10 +105,7 @@ class PipelineService:
 
     def pipeline_row(self, pipeline_id: str) -> dict[str, Any]:
         """The stored pipeline; 404 when there is none."""
-        row = self._store.get(pipeline_id)
-        if row is None:
-            raise not_found(f"Pipeline {pipeline_id} not found")
-        return row
+        return self._store.existing(pipeline_id)
 
     # -- versions --------------------------------------------------------------------
 
@@ -157,10 +149,8 @@ class PipelineService:
     def list_versions(self, pipeline_id: str, args: dict[str, Any]) -> dict[str, Any]:
         """GET /pipelines/{pid}/versions."""
         self.pipeline_row(pipeline_id)
-        rows, total, token = self._store.list(
-            q.from_args(VERSIONS, args, {"pipeline_id": pipeline_id})
-        )
-        return views.page("pipeline_versions", [views.version_json(r) for r in rows], total, token)
+        query = q.from_args(VERSIONS, args, {"pipeline_id": pipeline_id})
+        return views.page("pipeline_versions", views.version_json, self._store.list(query))
 
     def delete_version(self, pipeline_id: str, version_id: str) -> dict[str, Any]:
         """DELETE /pipelines/{pid}/versions/{vid}."""
@@ -200,12 +190,12 @@ class PipelineService:
         name = v.text(body, "name", "pipeline") or display_name
         v.name(name, "Pipeline")
         return {
-            "id": self._new_id(),
+            "id": self._sources.new_id(),
             "name": name,
             "display_name": display_name or name,
             "description": v.text(body, "description", "pipeline"),
             "namespace": v.text(body, "namespace", "pipeline"),
-            "created_at": self._clock(),
+            "created_at": self._sources.clock(),
             "tags": v.tags(body, "pipeline"),
         }
 
@@ -230,12 +220,12 @@ class PipelineService:
                     "Pipeline version needs a pipeline_spec or a package_url.pipeline_url"
                 )
         return {
-            "id": self._new_id(),
+            "id": self._sources.new_id(),
             "pipeline_id": pipeline["id"],
             "name": name,
             "display_name": display_name or name,
             "description": v.text(body, "description", "pipeline_version"),
-            "created_at": self._clock(),
+            "created_at": self._sources.clock(),
             "pipeline_spec": dumps(spec),
             "package_url": package_url,
             "code_source_url": v.text(body, "code_source_url", "pipeline_version"),

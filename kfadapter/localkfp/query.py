@@ -376,6 +376,12 @@ def from_args(
     )
 
 
+def scope(args: dict[str, Any], *keys: str) -> dict[str, str]:
+    """The request's values of the given list arguments (e.g. experiment_id, namespace),
+    by which a list is limited ("" for those not given: not limited)."""
+    return {key: args.get(key, "") for key in keys}
+
+
 def select_sql(query: ListQuery, columns: str) -> tuple[str, list[Any], str, list[Any]]:
     """(page SQL, its params, count SQL, its params) for the query."""
     listable = query.listable

@@ -8,13 +8,12 @@ from typing import Any
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp import validation as v
 from kfadapter.localkfp import views
-from kfadapter.localkfp.apierrors import ApiError, not_found
+from kfadapter.localkfp.apierrors import ApiError
 from kfadapter.localkfp.experiments import ExperimentService
 from kfadapter.localkfp.fields import RECURRING_RUNS
-from kfadapter.localkfp.ids import IdSource, new_uuid
 from kfadapter.localkfp.runs import RunService
+from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import RecurringRunStore, dumps, loads
-from kfadapter.localkfp.timefmt import Clock, now_us
 from kfadapter.localkfp.triggers import Trigger, parse_trigger
 
 log = logging.getLogger(__name__)
@@ -28,15 +27,12 @@ class RecurringRunService:
         store: RecurringRunStore,
         runs: RunService,
         experiments: ExperimentService,
-        *,
-        clock: Clock = now_us,
-        new_id: IdSource = new_uuid,
+        sources: Sources = SYSTEM,
     ) -> None:
         self._store = store
         self._runs = runs
         self._experiments = experiments
-        self.clock = clock
-        self._new_id = new_id
+        self.sources = sources
 
     def create_recurring_run(self, body: Any) -> dict[str, Any]:
         """POST /recurringruns."""
@@ -49,9 +45,9 @@ class RecurringRunService:
         max_concurrency = v.max_concurrency(body.get("max_concurrency"))
         no_catchup = v.optional_bool(body, "no_catchup", "recurring_run")
         mode = v.recurring_mode(body)
-        now = self.clock()
+        now = self.sources.clock()
         row = {
-            "id": self._new_id(),
+            "id": self.sources.new_id(),
             "display_name": name,
             "description": v.text(body, "description", "recurring_run"),
             "namespace": experiment["namespace"],
@@ -76,22 +72,17 @@ class RecurringRunService:
 
     def get_recurring_run(self, recurring_run_id: str) -> dict[str, Any]:
         """GET /recurringruns/{id}."""
-        return views.recurring_run_json(self._row(recurring_run_id))
+        return views.recurring_run_json(self._store.existing(recurring_run_id))
 
     def list_recurring_runs(self, args: dict[str, Any]) -> dict[str, Any]:
         """GET /recurringruns?experiment_id=&namespace= (the list key is `recurringRuns`)."""
-        scope = {
-            "experiment_id": args.get("experiment_id", ""),
-            "namespace": args.get("namespace", ""),
-        }
-        rows, total, token = self._store.list(q.from_args(RECURRING_RUNS, args, scope))
-        items = [views.recurring_run_json(r) for r in rows]
-        return views.page("recurringRuns", items, total, token)
+        query = q.from_args(RECURRING_RUNS, args, q.scope(args, "experiment_id", "namespace"))
+        return views.page("recurringRuns", views.recurring_run_json, self._store.list(query))
 
     def set_recurring_enabled(self, recurring_run_id: str, enabled: bool) -> dict[str, Any]:
         """POST /recurringruns/{id}:enable or :disable."""
-        row = self._row(recurring_run_id)
-        now = self.clock()
+        row = self._store.existing(recurring_run_id)
+        now = self.sources.clock()
         fields: dict[str, Any] = {
             "status": "ENABLED" if enabled else "DISABLED",
             "updated_at": now,
@@ -103,7 +94,7 @@ class RecurringRunService:
 
     def delete_recurring_run(self, recurring_run_id: str) -> dict[str, Any]:
         """DELETE /recurringruns/{id} (the runs it started remain)."""
-        self._row(recurring_run_id)
+        self._store.existing(recurring_run_id)
         self._store.delete(recurring_run_id)
         return {}
 
@@ -151,12 +142,6 @@ class RecurringRunService:
             log.warning("recurring run %s could not start a run: %s", row["id"], error.message)
             return None
         return run["run_id"]
-
-    def _row(self, recurring_run_id: str) -> dict[str, Any]:
-        row = self._store.get(recurring_run_id)
-        if row is None:
-            raise not_found(f"Recurring run {recurring_run_id} not found")
-        return row
 
 
 def fnv32a(text: str) -> int:

@@ -19,12 +19,12 @@ from kfadapter.localkfp.apierrors import FAILED_PRECONDITION, ApiError, bad_requ
 from kfadapter.localkfp.execution import Executor, RunUpdate
 from kfadapter.localkfp.experiments import ExperimentService
 from kfadapter.localkfp.fields import RUNS
-from kfadapter.localkfp.ids import IdSource, new_uuid
 from kfadapter.localkfp.packages import ir_of, normalize_spec
 from kfadapter.localkfp.pipelines import PipelineService
+from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.states import ACTIVE_STATES, FINAL_STATES
 from kfadapter.localkfp.storage import RunChange, RunStore, dumps, loads
-from kfadapter.localkfp.timefmt import Clock, from_datetime, now_us
+from kfadapter.localkfp.timefmt import from_datetime
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,12 @@ class RunService:
         store: RunStore,
         pipelines: PipelineService,
         experiments: ExperimentService,
-        *,
-        clock: Clock = now_us,
-        new_id: IdSource = new_uuid,
+        sources: Sources = SYSTEM,
     ) -> None:
         self._store = store
         self._pipelines = pipelines
         self._experiments = experiments
-        self._clock = clock
-        self._new_id = new_id
+        self._sources = sources
         self._executor: Executor | None = None
         self._run_lock = threading.RLock()
 
@@ -82,9 +79,9 @@ class RunService:
         )
         source = self.resolve_source(body, "run")
         runtime_config = v.runtime_config(body, "run")
-        now = self._clock()
+        now = self._sources.clock()
         row = {
-            "id": self._new_id(),
+            "id": self._sources.new_id(),
             "experiment_id": experiment["id"],
             "namespace": experiment["namespace"],
             "display_name": name,
@@ -110,21 +107,17 @@ class RunService:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """GET /runs/{id}."""
-        return views.run_json(self._run_row(run_id))
+        return views.run_json(self._store.existing(run_id))
 
     def list_runs(self, args: dict[str, Any]) -> dict[str, Any]:
         """GET /runs?experiment_id=&namespace=."""
-        scope = {
-            "experiment_id": args.get("experiment_id", ""),
-            "namespace": args.get("namespace", ""),
-        }
-        rows, total, token = self._store.list(q.from_args(RUNS, args, scope))
-        return views.page("runs", [views.run_json(r) for r in rows], total, token)
+        query = q.from_args(RUNS, args, q.scope(args, "experiment_id", "namespace"))
+        return views.page("runs", views.run_json, self._store.list(query))
 
     def terminate_run(self, run_id: str) -> dict[str, Any]:
         """POST /runs/{id}:terminate: CANCELING now, CANCELED when its processes are gone."""
         with self._run_lock:
-            row = self._run_row(run_id)
+            row = self._store.existing(run_id)
             if row["state"] in FINAL_STATES:
                 raise ApiError(
                     400,
@@ -143,7 +136,7 @@ class RunService:
 
     def delete_run(self, run_id: str) -> dict[str, Any]:
         """DELETE /runs/{id}: an active run is killed first."""
-        row = self._run_row(run_id)
+        row = self._store.existing(run_id)
         if row["state"] not in FINAL_STATES and self._executor is not None:
             self._executor.terminate(run_id)
         self._store.delete(run_id)
@@ -151,13 +144,13 @@ class RunService:
 
     def archive_run(self, run_id: str) -> dict[str, Any]:
         """POST /runs/{id}:archive."""
-        self._run_row(run_id)
+        self._store.existing(run_id)
         self._store.update(run_id, storage_state="ARCHIVED")
         return {}
 
     def unarchive_run(self, run_id: str) -> dict[str, Any]:
         """POST /runs/{id}:unarchive: refused while its experiment is archived."""
-        row = self._run_row(run_id)
+        row = self._store.existing(run_id)
         if self._experiments.is_archived(row["experiment_id"]):
             raise ApiError(
                 400,
@@ -171,7 +164,7 @@ class RunService:
     def retry_run(self, run_id: str) -> dict[str, Any]:
         """POST /runs/{id}:retry: a FAILED run (or CANCELED one) executes again, same id."""
         with self._run_lock:
-            row = self._run_row(run_id)
+            row = self._store.existing(run_id)
             if row["state"] not in ("FAILED", "CANCELED"):
                 raise ApiError(
                     400,
@@ -199,11 +192,11 @@ class RunService:
     def apply_run_update(self, update: RunUpdate) -> None:
         """Persist a RunUpdate from the executor (state, task details, error, times)."""
         with self._run_lock:
-            self._store.change(update.run_id, _progress(update, self._clock()))
+            self._store.change(update.run_id, _progress(update, self._sources.clock()))
 
     def task_log(self, run_id: str, node_id: str) -> Path:
         """The file of a task's log: /apis/v1alpha1/runs/{run_id}/nodes/{node_id}/log."""
-        self._run_row(run_id)
+        self._store.existing(run_id)
         path = self._executor.log_path(run_id, node_id) if self._executor is not None else None
         if path is None or not Path(path).is_file():
             raise not_found(f"No log for node {node_id!r} of run {run_id}")
@@ -211,7 +204,7 @@ class RunService:
 
     def fail_interrupted_runs(self) -> int:
         """Mark runs left active by a server that died as FAILED; returns how many."""
-        return self._store.change_active(_interrupted(self._clock()))
+        return self._store.change_active(_interrupted(self._sources.clock()))
 
     def active_runs_of(self, recurring_run_id: str) -> int:
         """How many runs a recurring run has that have not reached a final state."""
@@ -246,12 +239,6 @@ class RunService:
             return RunSource("", "", dumps(stored), ir_of(stored))
         raise bad_request(f"{what} needs a pipeline_version_reference or a pipeline_spec")
 
-    def _run_row(self, run_id: str) -> dict[str, Any]:
-        row = self._store.get(run_id)
-        if row is None:
-            raise not_found(f"Run {run_id} not found")
-        return row
-
     def _submit(self, run_id: str, ir: dict[str, Any], parameters: dict[str, Any]) -> None:
         if self._executor is None:
             self._finish(run_id, "FAILED", "no run executor is attached to this server")
@@ -278,7 +265,7 @@ class RunService:
     ) -> None:
         """Set the run's state (and the other columns given), appending it to state_history;
         a final state also sets error and finished_at. Nothing when the run is gone."""
-        now = self._clock()
+        now = self._sources.clock()
         if final:
             columns.update(error=dumps({"message": message}) if message else None, finished_at=now)
 

@@ -47,7 +47,7 @@ class Scheduler:
 
     def tick(self, now: int | None = None) -> list[str]:
         """Start every run that is due now; the ids of the runs started."""
-        now = now if now is not None else self.recurring_runs.clock()
+        now = now if now is not None else self.recurring_runs.sources.clock()
         started: list[str] = []
         for row in self.recurring_runs.enabled_recurring_runs():
             try:

@@ -15,11 +15,10 @@ from typing import IO
 from kfadapter.localkfp.app import create_app
 from kfadapter.localkfp.auth import AuthConfig
 from kfadapter.localkfp.execution import Executor, ExecutorFactory, RunUpdate
-from kfadapter.localkfp.ids import IdSource, new_uuid
 from kfadapter.localkfp.scheduler import Scheduler
 from kfadapter.localkfp.services import KfpServices
+from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import Store
-from kfadapter.localkfp.timefmt import Clock, now_us
 from kfadapter.serving import ServerThread
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class LocalKfpServer:
 
     executor_factory(data_dir, max_concurrent_runs, on_update) replaces the real
     RunExecutor (tests use it to hold runs in a given state without executing them);
-    `clock` and `new_id` replace the system clock and random ids of new resources.
+    `sources` replaces the system clock and the random ids of new resources.
     """
 
     def __init__(
@@ -74,8 +73,7 @@ class LocalKfpServer:
         dex_session_ttl: float | None = None,
         *,
         executor_factory: ExecutorFactory | None = None,
-        clock: Clock = now_us,
-        new_id: IdSource = new_uuid,
+        sources: Sources = SYSTEM,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be at least 1")
@@ -95,8 +93,7 @@ class LocalKfpServer:
         )
         self.scheduler_interval = scheduler_interval
         self._executor_factory = executor_factory or _make_executor
-        self._clock = clock
-        self._new_id = new_id
+        self._sources = sources
         self.store: Store | None = None
         self.services: KfpServices | None = None
         self._executor: Executor | None = None
@@ -121,7 +118,7 @@ class LocalKfpServer:
         self._lock_file = _lock_data_dir(self.data_dir)
         try:
             self.store = Store(self.data_dir / "kfp.sqlite3")
-            self.services = KfpServices.over(self.store, clock=self._clock, new_id=self._new_id)
+            self.services = KfpServices.over(self.store, self._sources)
             try:
                 http = ServerThread(create_app(self.services, self.auth), self.host, self.port)
             except SystemExit:  # werkzeug exits when it cannot bind

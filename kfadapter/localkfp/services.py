@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kfadapter.localkfp.experiments import ExperimentService
-from kfadapter.localkfp.ids import IdSource, new_uuid
 from kfadapter.localkfp.pipelines import PipelineService
 from kfadapter.localkfp.recurring import RecurringRunService
 from kfadapter.localkfp.runs import RunService
+from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import Store
-from kfadapter.localkfp.timefmt import Clock, now_us
 
 
 @dataclass(frozen=True)
@@ -23,15 +22,11 @@ class KfpServices:
     recurring_runs: RecurringRunService
 
     @classmethod
-    def over(
-        cls, store: Store, *, clock: Clock = now_us, new_id: IdSource = new_uuid
-    ) -> KfpServices:
+    def over(cls, store: Store, sources: Sources = SYSTEM) -> KfpServices:
         """The services on `store`, with the `Default` experiment in place (as KFP has it)."""
-        pipelines = PipelineService(store.pipelines, clock=clock, new_id=new_id)
-        experiments = ExperimentService(store.experiments, clock=clock, new_id=new_id)
-        runs = RunService(store.runs, pipelines, experiments, clock=clock, new_id=new_id)
-        recurring_runs = RecurringRunService(
-            store.recurring_runs, runs, experiments, clock=clock, new_id=new_id
-        )
+        pipelines = PipelineService(store.pipelines, sources)
+        experiments = ExperimentService(store.experiments, sources)
+        runs = RunService(store.runs, pipelines, experiments, sources)
+        recurring_runs = RecurringRunService(store.recurring_runs, runs, experiments, sources)
         experiments.default_experiment()
         return cls(pipelines, experiments, runs, recurring_runs)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kfadapter.localkfp.apierrors import bad_request
 
 EPOCH = "1970-01-01T00:00:00Z"
-
-# The embedded server's clock: microseconds since the epoch. Injected into its services,
-# as KFP injects `util.TimeInterface`, so that tests can set the time instead of sleeping.
-Clock = Callable[[], int]
 
 
 def now_us() -> int:

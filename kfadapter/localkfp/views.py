@@ -6,6 +6,7 @@ dict, as KFP's `server/api_converter.go` does (`toApiPipeline`, `toApiRun`, ...)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kfadapter.localkfp.storage.database import loads
@@ -17,10 +18,15 @@ def status_json(message: str, code: int = 2) -> dict[str, Any]:
     return {"code": code, "message": message, "details": []}
 
 
-def page(key: str, items: list[dict[str, Any]], total: int, token: str) -> dict[str, Any]:
-    """A list answer. Like KFP (proto3 JSON), an empty list is left out; total_size is
-    always given."""
-    result: dict[str, Any] = {key: items} if items else {}
+def page(
+    key: str,
+    view: Callable[[dict[str, Any]], dict[str, Any]],
+    listing: tuple[list[dict[str, Any]], int, str],
+) -> dict[str, Any]:
+    """A list answer from a store's (rows, total, next page token), each row shown by
+    `view`. Like KFP (proto3 JSON), an empty list is left out; total_size is always given."""
+    rows, total, token = listing
+    result: dict[str, Any] = {key: [view(row) for row in rows]} if rows else {}
     result["total_size"] = total
     if token:
         result["next_page_token"] = token
@@ -34,18 +40,8 @@ def healthz() -> dict[str, Any]:
 
 def pipeline_json(row: dict[str, Any]) -> dict[str, Any]:
     """A pipelines row as KFP's V2beta1Pipeline JSON."""
-    result = {
-        "pipeline_id": row["id"],
-        "name": row["name"],
-        "display_name": row["display_name"],
-        "description": row["description"],
-        "created_at": to_rfc3339(row["created_at"]),
-        "namespace": row["namespace"],
-    }
-    tags = loads(row.get("tags"))
-    if tags:
-        result["tags"] = tags
-    return result
+    result = {"pipeline_id": row["id"], **_named(row), "namespace": row["namespace"]}
+    return _with_tags(result, row)
 
 
 def version_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -53,16 +49,28 @@ def version_json(row: dict[str, Any]) -> dict[str, Any]:
     result = {
         "pipeline_id": row["pipeline_id"],
         "pipeline_version_id": row["id"],
-        "name": row["name"],
-        "display_name": row["display_name"],
-        "description": row["description"],
-        "created_at": to_rfc3339(row["created_at"]),
+        **_named(row),
         "pipeline_spec": loads(row["pipeline_spec"]),
     }
     if row.get("package_url"):
         result["package_url"] = {"pipeline_url": row["package_url"]}
     if row.get("code_source_url"):
         result["code_source_url"] = row["code_source_url"]
+    return _with_tags(result, row)
+
+
+def _named(row: dict[str, Any]) -> dict[str, Any]:
+    """name, display_name, description and created_at of a pipeline or version."""
+    return {
+        "name": row["name"],
+        "display_name": row["display_name"],
+        "description": row["description"],
+        "created_at": to_rfc3339(row["created_at"]),
+    }
+
+
+def _with_tags(result: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """The result with the row's tags, when it has any."""
     tags = loads(row.get("tags"))
     if tags:
         result["tags"] = tags

@@ -17,16 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfadapter.errors import BadRequest
+from kfadapter.tracking import model
 from kfadapter.tracking.leader import LeaderLock
-from kfadapter.tracking.model import (
-    DELIVERED,
-    EXPIRED,
-    NOTIFICATION_STATUSES,
-    PENDING,
-    UNTRACKED,
-    WAITING,
-    TrackingStore,
-)
+from kfadapter.tracking.model import TrackingStore
 from kfadapter.tracking.notifier import Notifier, RetryPolicy
 from kfadapter.tracking.paging import decode_page_token, encode_page_token
 from kfadapter.tracking.store import SqliteTrackingStore
@@ -151,22 +144,23 @@ class Tracker:
     @staticmethod
     def _check_status(notification_status: str | None) -> None:
         """BadRequest unless the status is None or a known notification status."""
-        if notification_status is not None and notification_status not in NOTIFICATION_STATUSES:
+        known = model.NOTIFICATION_STATUSES
+        if notification_status is not None and notification_status not in known:
             raise BadRequest(
-                f"notification_status must be one of {', '.join(NOTIFICATION_STATUSES)}, "
+                f"notification_status must be one of {', '.join(known)}, "
                 f"got {notification_status!r}",
-                allowed=list(NOTIFICATION_STATUSES),
+                allowed=list(known),
             )
 
     def stats(self) -> dict[str, Any]:
         """Figures for metrics: open runs, notifications by status, whether this is the leader."""
         counts = self._store.counts()
         return {
-            "open_runs": counts[WAITING],
-            "pending_notifications": counts[PENDING],
-            "delivered_notifications": counts[DELIVERED],
-            "expired_notifications": counts[EXPIRED],
-            "untracked_runs": counts[UNTRACKED],
+            "open_runs": counts[model.WAITING],
+            "pending_notifications": counts[model.PENDING],
+            "delivered_notifications": counts[model.DELIVERED],
+            "expired_notifications": counts[model.EXPIRED],
+            "untracked_runs": counts[model.UNTRACKED],
             "leader": self.is_leader,
         }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from kfadapter import sqlitedb
 from kfadapter.localkfp import query as q
+from kfadapter.localkfp.apierrors import conflict, not_found
 from kfadapter.localkfp.storage.schema import MIGRATIONS
 
 BUSY_TIMEOUT = 30.0
@@ -121,6 +122,18 @@ class Database:
             [[row[column] for column in columns] for row in rows],
         )
 
+    @classmethod
+    def insert_unique(
+        cls, conn: sqlite3.Connection, table: str, row: dict[str, Any], taken: str
+    ) -> None:
+        """INSERT one row; 409 saying `taken` when it breaks a UNIQUE constraint (a name)."""
+        try:
+            cls.insert(conn, table, row)
+        except sqlite3.IntegrityError as error:
+            if "UNIQUE" not in str(error):
+                raise
+            raise conflict(taken) from None
+
     def get(self, table: str, row_id: str) -> dict[str, Any] | None:
         """One row by id, or None."""
         with self.read() as conn:
@@ -166,3 +179,36 @@ def update_row(conn: sqlite3.Connection, table: str, row_id: str, fields: dict[s
         f"UPDATE {table} SET {assignments} WHERE id = ?", [*fields.values(), row_id]
     )
     return cursor.rowcount == 1
+
+
+class ResourceStore:
+    """The statements every resource's store has, on the resource's table."""
+
+    table: str
+    noun: str  # the resource as KFP names it in "<noun> <id> not found"
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, row_id: str) -> dict[str, Any] | None:
+        """The row with this id, or None."""
+        return self._db.get(self.table, row_id)
+
+    def existing(self, row_id: str) -> dict[str, Any]:
+        """The row with this id; 404 when there is none."""
+        row = self.get(row_id)
+        if row is None:
+            raise not_found(f"{self.noun} {row_id} not found")
+        return row
+
+    def list(self, query: q.ListQuery) -> tuple[list[dict[str, Any]], int, str]:
+        """One page of rows, the total matching, the next page token."""
+        return self._db.list(query)
+
+    def update(self, row_id: str, **fields: Any) -> bool:
+        """Change columns of a row; False when it does not exist."""
+        return self._db.update(self.table, row_id, **fields)
+
+    def delete(self, row_id: str) -> None:
+        """Delete the row with this id."""
+        self._db.delete(self.table, row_id)

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfadapter.localkfp import query as q
-from kfadapter.localkfp.storage.database import Database
+from kfadapter.localkfp.storage.database import ResourceStore
 
 
-class RecurringRunStore:
+class RecurringRunStore(ResourceStore):
     """Recurring runs in the database."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def get(self, recurring_run_id: str) -> dict[str, Any] | None:
-        """A recurring run by id, or None."""
-        return self._db.get("recurring_runs", recurring_run_id)
-
-    def list(self, query: q.ListQuery) -> tuple[list[dict[str, Any]], int, str]:
-        """One page of recurring runs, the total, the next page token."""
-        return self._db.list(query)
+    table = "recurring_runs"
+    noun = "Recurring run"
 
     def enabled(self) -> list[dict[str, Any]]:
         """Every enabled recurring run."""
@@ -31,12 +22,4 @@ class RecurringRunStore:
     def insert(self, row: dict[str, Any]) -> None:
         """Add a recurring run."""
         with self._db.write() as conn:
-            self._db.insert(conn, "recurring_runs", row)
-
-    def update(self, recurring_run_id: str, **fields: Any) -> bool:
-        """Change columns of a recurring run; False when it does not exist."""
-        return self._db.update("recurring_runs", recurring_run_id, **fields)
-
-    def delete(self, recurring_run_id: str) -> None:
-        """Delete a recurring run (the runs it started remain)."""
-        self._db.delete("recurring_runs", recurring_run_id)
+            self._db.insert(conn, self.table, row)

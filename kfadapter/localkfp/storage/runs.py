@@ -6,27 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kfadapter.localkfp import query as q
 from kfadapter.localkfp.states import ACTIVE_STATES
-from kfadapter.localkfp.storage.database import Database, update_row
+from kfadapter.localkfp.storage.database import ResourceStore, update_row
 
 # A change of a run: the columns to set, given the run's row (None: leave it as it is).
 RunChange = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
-class RunStore:
+class RunStore(ResourceStore):
     """Runs in the database."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def get(self, run_id: str) -> dict[str, Any] | None:
-        """A run by id, or None."""
-        return self._db.get("runs", run_id)
-
-    def list(self, query: q.ListQuery) -> tuple[list[dict[str, Any]], int, str]:
-        """One page of runs, the total, the next page token."""
-        return self._db.list(query)
+    table = "runs"
+    noun = "Run"
 
     def insert(self, row: dict[str, Any]) -> None:
         """Add a run and note its creation time on its experiment."""
@@ -36,14 +27,6 @@ class RunStore:
                 "UPDATE experiments SET last_run_created_at = ? WHERE id = ?",
                 (row["created_at"], row["experiment_id"]),
             )
-
-    def update(self, run_id: str, **fields: Any) -> bool:
-        """Change columns of a run; False when it does not exist."""
-        return self._db.update("runs", run_id, **fields)
-
-    def delete(self, run_id: str) -> None:
-        """Delete a run."""
-        self._db.delete("runs", run_id)
 
     def change(self, run_id: str, change: RunChange) -> bool:
         """Apply a change to the run in one write transaction; False when the run is gone."""
