@@ -39,6 +39,10 @@ class JsonErrorRequestHandler(WSGIRequestHandler):
             self.wfile.write(body)
 
 
+# How often the serving loop looks for a stop request: stop() waits up to this long.
+POLL_INTERVAL = 0.05
+
+
 class ServerThread:
     """A threaded Werkzeug server on host:port (port 0 picks a free one), in a daemon thread."""
 
@@ -47,7 +51,10 @@ class ServerThread:
             host, port, app, threaded=True, request_handler=JsonErrorRequestHandler
         )
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"http-{self.port}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name=f"http-{self.port}",
+            daemon=True,
         )
 
     @property
@@ -63,10 +70,12 @@ class ServerThread:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> ServerThread:
+        """Serve in the background; returns self."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket (within POLL_INTERVAL of the call)."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)

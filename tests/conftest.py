@@ -1,4 +1,14 @@
-"""Fixtures shared by every test: real servers on free loopback ports."""
+"""Fixtures shared by the tests.
+
+End-to-end (marked `e2e`): real servers on free loopback ports. The embedded KFP server
+(`local_kfp`) with a recording proxy in front (`kfp_proxy`), the adapter over HTTP
+(`adapter`, `tracked_adapter`), the test pipelines compiled and uploaded (`compiled`,
+`uploaded`), a receiver standing in for the TM (`tm`, `receiver`) and a tracking store
+in a temporary directory (`store`).
+
+Fast tier: the adapter's app in process (`fake_kfp`, `fast_app`, `fast_client`), with an
+in-process KFP fake (tests/fake_kfp.py) behind the `KfpClient` protocol.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
+from kfadapter.app import create_app
+from kfadapter.settings import Settings
+from kfadapter.tracking.store import SqliteTrackingStore
+from tests.adapter_support import Adapter, RecordingProxy, serve_adapter, tm_upload, unique
+from tests.fake_kfp import FakeKfp
 from tests.pipelines import compile_pipeline
+from tests.support import free_port
+from tests.tracking_support import TmReceiver
+
+# ---------------------------------------------------------------------- end to end
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +62,120 @@ def kfp_client(local_kfp):
     import kfp
 
     return kfp.Client(host=local_kfp.url)
+
+
+@pytest.fixture(scope="session")
+def kfp_proxy(local_kfp) -> Iterator[RecordingProxy]:
+    """A RecordingProxy in front of the session's embedded KFP server."""
+    proxy = RecordingProxy(local_kfp.url).start()
+    yield proxy
+    proxy.stop()
+
+
+def _adapter_settings(proxy: RecordingProxy, data_dir: Path, **settings: object) -> Settings:
+    """Settings of an adapter talking to the embedded KFP server through the proxy."""
+    return Settings(
+        kfp_endpoint=proxy.url + "/pipeline", data_dir=data_dir, kfp_timeout=30.0, **settings
+    )
+
+
+@pytest.fixture(scope="session")
+def adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
+    """The adapter (tracking off) over real HTTP, talking to the embedded KFP via the proxy."""
+    settings = _adapter_settings(
+        kfp_proxy,
+        tmp_path_factory.mktemp("adapter"),
+        tracking_enabled=False,
+        max_upload_bytes=256 * 1024,
+    )
+    served, server = serve_adapter(settings, kfp_proxy)
+    yield served
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tracked_adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
+    """The adapter with run tracking on (notifications go to a port nobody listens on)."""
+    settings = _adapter_settings(
+        kfp_proxy,
+        tmp_path_factory.mktemp("tracked-adapter"),
+        tracking_enabled=True,
+        poll_interval=0.2,
+        trainingmgr_host="127.0.0.1",
+        trainingmgr_port=free_port(),
+        notify_timeout=0.5,
+    )
+    served, server = serve_adapter(settings, kfp_proxy)
+    yield served
+    server.stop()
+    if served.tracker is not None:
+        served.tracker.stop()
+
+
+@pytest.fixture(scope="session")
+def uploaded(adapter, compiled) -> dict[str, str]:
+    """Every test pipeline uploaded through the adapter under a unique name: key -> name."""
+    names = {}
+    for key, path in compiled.items():
+        name = unique(key.replace("_", "-"))
+        answer = tm_upload(adapter, name, path, description=f"{key} for tests")
+        assert answer.status_code == 200, answer.text
+        names[key] = name
+    return names
+
+
+@pytest.fixture(scope="module")
+def tm() -> Iterator[TmReceiver]:
+    """A TM receiver on a free port for the test module."""
+    receiver = TmReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def receiver(tm: TmReceiver) -> Iterator[TmReceiver]:
+    """The module's receiver, up and answering 200 with nothing received, during the test
+    and again after it (a test may stop it or change its answer)."""
+    tm.reset()
+    yield tm
+    tm.reset()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteTrackingStore]:
+    """A tracking store in the test's tmp_path, closed afterwards."""
+    tracking_store = SqliteTrackingStore.in_dir(tmp_path)
+    yield tracking_store
+    tracking_store.close()
+
+
+# ---------------------------------------------------------------------- fast tier
+
+
+@pytest.fixture
+def fake_kfp() -> FakeKfp:
+    """An in-process KFP: pipelines, experiments and runs in dicts, calls recorded."""
+    return FakeKfp()
+
+
+@pytest.fixture
+def fast_settings(tmp_path: Path) -> Settings:
+    """Settings of an in-process adapter (tracking off, a small upload limit)."""
+    return Settings(
+        kfp_endpoint="http://kfp.invalid/pipeline",
+        data_dir=tmp_path,
+        tracking_enabled=False,
+        max_upload_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def fast_app(fast_settings: Settings, fake_kfp: FakeKfp) -> Flask:
+    """The adapter's app over the KFP fake, as create_app builds it."""
+    return create_app(fast_settings, kfconnect=fake_kfp)
+
+
+@pytest.fixture
+def fast_client(fast_app: Flask) -> FlaskClient:
+    """A client of the in-process app: requests go through the whole WSGI stack."""
+    return fast_app.test_client()

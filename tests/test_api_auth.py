@@ -12,7 +12,7 @@ from kfadapter.app import create_app
 from kfadapter.localkfp.server import LocalKfpServer
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
-from tests.adapter_fixtures import RecordingProxy, unique
+from tests.adapter_support import RecordingProxy, unique
 
 SESSION_TTL = 1.0
 

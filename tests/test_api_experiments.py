@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adapter_fixtures import *  # noqa: F403
-from tests.adapter_fixtures import unique
+from tests.adapter_support import unique
 
 JSON = "application/json"
 

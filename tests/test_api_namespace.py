@@ -15,8 +15,7 @@ import pytest
 from kfadapter.app import create_app
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
-from tests.adapter_fixtures import *  # noqa: F403
-from tests.adapter_fixtures import Adapter, unique, wait_for_state
+from tests.adapter_support import Adapter, unique, wait_for_state
 
 
 @pytest.fixture(scope="module")

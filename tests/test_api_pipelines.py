@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.adapter_fixtures import *  # noqa: F403
-from tests.adapter_fixtures import tm_upload, unique
+from tests.adapter_support import tm_upload, unique
 
 JSON = "application/json"
 

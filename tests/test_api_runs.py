@@ -12,8 +12,7 @@ from kfadapter.kfp import PAGE_SIZE, KfConnect, NewRun
 from kfadapter.localkfp.server import LocalKfpServer
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
-from tests.adapter_fixtures import *  # noqa: F403
-from tests.adapter_fixtures import RecordingProxy, unique, wait_for_state
+from tests.adapter_support import RecordingProxy, unique, wait_for_state
 
 JSON = "application/json"
 

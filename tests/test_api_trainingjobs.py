@@ -11,8 +11,7 @@ import requests
 from kfadapter.app import create_app
 from kfadapter.kfp import PAGE_SIZE
 from kfadapter.serving import ServerThread
-from tests.adapter_fixtures import *  # noqa: F403
-from tests.adapter_fixtures import unique, wait_for_state
+from tests.adapter_support import unique, wait_for_state
 
 JSON = "application/json"
 

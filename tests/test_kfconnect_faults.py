@@ -1,6 +1,6 @@
 """KfConnect and the app against a deliberately misbehaving KFP: error mapping, time-outs,
 read retries, credentials and request ids. The KFP side is a real HTTP server on a free
-port whose answers each test scripts (tests.adapter_fixtures.ScriptedKfp)."""
+port whose answers each test scripts (tests.adapter_support.ScriptedKfp)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,13 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from kfadapter import errors
 from kfadapter.app import create_app
-from kfadapter.errors import (
-    BadRequest,
-    Conflict,
-    KfpError,
-    KfpTimeout,
-    KfpUnavailable,
-    NotFound,
-)
 from kfadapter.kfp import KfConnect
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
-from tests.adapter_fixtures import Answer, ScriptedKfp, Seen, free_port
+from tests.adapter_support import Answer, ScriptedKfp, Seen
+from tests.support import free_port
 
 RUNS = "/pipeline/apis/v2beta1/runs"
 
@@ -60,12 +54,12 @@ def _kfp_error(status: int, message: str) -> Answer:
 @pytest.mark.parametrize(
     ("status", "error_class", "http_status"),
     [
-        (400, BadRequest, 400),
-        (404, NotFound, 404),
-        (409, Conflict, 409),
-        (500, KfpError, 502),
-        (503, KfpError, 502),
-        (401, KfpError, 502),
+        (400, errors.BadRequest, 400),
+        (404, errors.NotFound, 404),
+        (409, errors.Conflict, 409),
+        (500, errors.KfpError, 502),
+        (503, errors.KfpError, 502),
+        (401, errors.KfpError, 502),
     ],
 )
 def test_kfp_error_answers_are_mapped_once(scripted, status, error_class, http_status):
@@ -99,7 +93,7 @@ def test_not_found_names_the_subject(scripted):
 def test_unreachable_kfp_is_503_after_bounded_read_retries(scripted):
     server = scripted(lambda seen: Answer(drop=True))
     kfp = KfConnect(_settings(server.url, kfp_read_retries=2))
-    with pytest.raises(KfpUnavailable):
+    with pytest.raises(errors.KfpUnavailable):
         kfp.get_run("r1")
     assert len(server.requests) == 3  # one call and two retries
 
@@ -107,7 +101,7 @@ def test_unreachable_kfp_is_503_after_bounded_read_retries(scripted):
 def test_writes_are_not_retried(scripted):
     server = scripted(lambda seen: Answer(drop=True))
     kfp = KfConnect(_settings(server.url, kfp_read_retries=2))
-    with pytest.raises(KfpUnavailable):
+    with pytest.raises(errors.KfpUnavailable):
         kfp.terminate_run("r1")
     assert len(server.requests) == 1
 
@@ -126,7 +120,7 @@ def test_a_read_succeeds_when_a_retry_gets_through(scripted):
 
 def test_connection_refused_is_503():
     kfp = KfConnect(_settings(f"http://127.0.0.1:{free_port()}", kfp_read_retries=0))
-    with pytest.raises(KfpUnavailable, match="connection refused"):
+    with pytest.raises(errors.KfpUnavailable, match="connection refused"):
         kfp.healthz()
 
 
@@ -134,7 +128,7 @@ def test_slow_kfp_is_504_and_not_retried(scripted):
     server = scripted(lambda seen: Answer(delay=1.5, body={}))
     kfp = KfConnect(_settings(server.url, kfp_timeout=0.3))
     started = time.monotonic()
-    with pytest.raises(KfpTimeout, match="within 0.3 s"):
+    with pytest.raises(errors.KfpTimeout, match="within 0.3 s"):
         kfp.get_run("r1")
     assert time.monotonic() - started < 1.4  # the time-out, not KFP's pace
     assert len(server.requests) == 1
@@ -153,13 +147,13 @@ def test_the_app_maps_timeouts_and_outages(scripted):
 
 def test_non_json_answer_is_502(scripted):
     server = scripted(lambda seen: Answer(body=b"<html>proxy page</html>"))
-    with pytest.raises(KfpError, match="not JSON"):
+    with pytest.raises(errors.KfpError, match="not JSON"):
         KfConnect(_settings(server.url)).get_run("r1")
 
 
 def test_a_redirect_without_login_settings_is_502_about_authentication(scripted):
     server = scripted(lambda seen: Answer(status=302, headers={"Location": "/dex/auth"}))
-    with pytest.raises(KfpError, match="authentication is probably required"):
+    with pytest.raises(errors.KfpError, match="authentication is probably required"):
         KfConnect(_settings(server.url)).get_run("r1")
 
 
@@ -226,7 +220,7 @@ def test_token_file_is_reread_when_it_changes(scripted, tmp_path):
 def test_a_missing_token_file_is_503(tmp_path, scripted):
     server = scripted(lambda seen: Answer(body={}))
     kfp = KfConnect(_settings(server.url, kfp_token_file=str(tmp_path / "absent")))
-    with pytest.raises(KfpUnavailable, match="token file"):
+    with pytest.raises(errors.KfpUnavailable, match="token file"):
         kfp.healthz()
     assert server.requests == []
 
@@ -284,7 +278,7 @@ def test_dex_login_and_relogin_when_the_session_expires(scripted):
 def test_dex_login_with_wrong_password_is_502(scripted):
     server = scripted(_DexLike(lifetime=10))
     kfp = KfConnect(_settings(server.url, kfp_username="user", kfp_password="wrong"))
-    with pytest.raises(KfpError, match="check KFP_USERNAME and KFP_PASSWORD"):
+    with pytest.raises(errors.KfpError, match="check KFP_USERNAME and KFP_PASSWORD"):
         kfp.healthz()
 
 

@@ -23,8 +23,7 @@ from openapi_spec_validator import validate as validate_spec
 from kfadapter.api.docs import load_spec
 from kfadapter.app import create_app
 from kfadapter.settings import Settings
-from tests.adapter_fixtures import *  # noqa: F403
-from tests.adapter_fixtures import FINAL_STATES
+from tests.adapter_support import FINAL_STATES
 
 
 def openapi_path(rule: str) -> str:

@@ -22,7 +22,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from kfadapter.gunicorn_conf import memory_tmp_dir
-from tests.adapter_fixtures import RecordingProxy
+from tests.adapter_support import RecordingProxy
 from tests.support import (
     KFADAPTER,
     Process,

@@ -19,7 +19,6 @@ from kfadapter.tracking.notifier import notification_id
 from kfadapter.tracking.store import SqliteTrackingStore
 from kfadapter.tracking.watcher import Watcher
 from tests.support import PYTHON, Process, adapter_env, wait_until
-from tests.tracking_support import *  # noqa: F403
 from tests.tracking_support import FakeRunStates, TmReceiver
 
 # -- watcher -------------------------------------------------------------------------------

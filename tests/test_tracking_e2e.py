@@ -24,7 +24,7 @@ from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from kfadapter.tracking import RetryPolicy, Tracker
 from kfadapter.tracking.notifier import notification_id
-from tests.adapter_fixtures import RecordingProxy, tm_upload, unique
+from tests.adapter_support import RecordingProxy, tm_upload, unique
 from tests.support import (
     KFADAPTER,
     PYTHON,
@@ -35,7 +35,6 @@ from tests.support import (
     wait_live,
     wait_until,
 )
-from tests.tracking_support import *  # noqa: F403
 
 POLL = 0.2
 RUN_TIMEOUT = 180.0  # runs queue behind each other on a 2-core CI machine

@@ -17,7 +17,6 @@ from kfadapter.tracking.notifier import (
 )
 from kfadapter.tracking.store import SqliteTrackingStore
 from tests.support import free_port
-from tests.tracking_support import *  # noqa: F403
 from tests.tracking_support import NOTIFY_PATH, TmReceiver
 
 

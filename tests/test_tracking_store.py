@@ -23,7 +23,6 @@ from kfadapter.tracking.model import (
 )
 from kfadapter.tracking.store import MIGRATIONS, SCHEMA_VERSION, SqliteTrackingStore
 from tests.support import adapter_env
-from tests.tracking_support import *  # noqa: F403
 from tests.tracking_support import finish_run
 
 

@@ -1,8 +1,7 @@
 """Test helpers for run tracking: a real HTTP receiver standing in for the TM, a fake KFP.
 
 The fixtures `tm` (a receiver per test module), `receiver` (the same, answering 200 with
-nothing received yet) and `store` (a SqliteTrackingStore in tmp_path) come with
-`from tests.tracking_support import *`.
+nothing received yet) and `store` (a SqliteTrackingStore in tmp_path) are in conftest.py.
 """
 
 from __future__ import annotations
@@ -10,12 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from kfadapter.serving import ServerThread
 from kfadapter.tracking.model import (
@@ -28,17 +24,6 @@ from kfadapter.tracking.model import (
 )
 from kfadapter.tracking.store import SqliteTrackingStore
 from tests.support import free_port
-
-__all__ = [
-    "NOTIFY_PATH",
-    "FakeRunStates",
-    "Received",
-    "TmReceiver",
-    "finish_run",
-    "receiver",
-    "store",
-    "tm",
-]
 
 NOTIFY_PATH = "/trainingjob/pipelineNotification"
 
@@ -157,28 +142,3 @@ def finish_run(store: SqliteTrackingStore, run_id: str, status: str, now: float)
     if status != PENDING:
         code = 200 if status == DELIVERED else None
         assert store.record_attempt(AttemptResult(run_id, status, 1, None, code, None), now)
-
-
-@pytest.fixture(scope="module")
-def tm() -> Iterator[TmReceiver]:
-    """A TM receiver on a free port for the test module."""
-    receiver = TmReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def receiver(tm: TmReceiver) -> Iterator[TmReceiver]:
-    """The module's receiver, up and answering 200 with nothing received, during the test
-    and again after it (a test may stop it or change its answer)."""
-    tm.reset()
-    yield tm
-    tm.reset()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteTrackingStore]:
-    """A tracking store in the test's tmp_path, closed afterwards."""
-    tracking_store = SqliteTrackingStore.in_dir(tmp_path)
-    yield tracking_store
-    tracking_store.close()

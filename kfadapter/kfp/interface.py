@@ -37,6 +37,19 @@ class NewRun:
     parameters: dict[str, Any]
     description: str = ""
 
+    def body(self) -> dict[str, Any]:
+        """KFP's V2beta1Run JSON asking for this run."""
+        return {
+            "display_name": self.name,
+            "description": self.description,
+            "experiment_id": self.experiment_id,
+            "pipeline_version_reference": {
+                "pipeline_id": self.pipeline_id,
+                "pipeline_version_id": self.version_id,
+            },
+            "runtime_config": {"parameters": self.parameters},
+        }
+
 
 class KfpClient(Protocol):
     """The KFP operations the adapter uses."""

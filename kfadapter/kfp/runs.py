@@ -120,20 +120,10 @@ class RunCalls:
 
     def create_run(self, run: NewRun) -> dict[str, Any]:
         """Start a run of a pipeline version with these parameter values."""
-        body = {
-            "display_name": run.name,
-            "description": run.description,
-            "experiment_id": run.experiment_id,
-            "pipeline_version_reference": {
-                "pipeline_id": run.pipeline_id,
-                "pipeline_version_id": run.version_id,
-            },
-            "runtime_config": {"parameters": run.parameters},
-        }
         answer = self._kfp.write(
             "create_run",
             self._kfp.apis.runs.run_service_create_run,
-            body,
+            run.body(),
             subject=f"run {run.name!r}",
         )
         return flatten_run(answer)

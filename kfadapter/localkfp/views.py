@@ -61,8 +61,12 @@ def version_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def _named(row: dict[str, Any]) -> dict[str, Any]:
     """name, display_name, description and created_at of a pipeline or version."""
+    return {"name": row["name"], **_described(row)}
+
+
+def _described(row: dict[str, Any]) -> dict[str, Any]:
+    """display_name, description and created_at of a resource."""
     return {
-        "name": row["name"],
         "display_name": row["display_name"],
         "description": row["description"],
         "created_at": to_rfc3339(row["created_at"]),
@@ -81,9 +85,7 @@ def experiment_json(row: dict[str, Any]) -> dict[str, Any]:
     """An experiments row as KFP's V2beta1Experiment JSON."""
     return {
         "experiment_id": row["id"],
-        "display_name": row["display_name"],
-        "description": row["description"],
-        "created_at": to_rfc3339(row["created_at"]),
+        **_described(row),
         "namespace": row["namespace"],
         "storage_state": row["storage_state"],
         "last_run_created_at": to_rfc3339(row["last_run_created_at"]),

@@ -1,13 +1,11 @@
-"""Fixtures and helpers for the adapter's tests: real servers on free loopback ports.
+"""Helpers of the adapter's end-to-end tests: real servers on free loopback ports.
 
 - `ScriptedKfp`: a raw-socket HTTP server whose answers a test scripts (status codes,
   slow answers, dropped connections) to show the adapter's fault handling.
 - `RecordingProxy`: forwards every request to the embedded KFP server and records it, so
   tests can count the adapter's KFP calls and see the headers it sends.
-- `adapter` / `tracked_adapter`: the adapter served over HTTP against the embedded KFP
-  server (through a RecordingProxy); `uploaded` the test pipelines uploaded the TM's way.
-
-Import the fixtures in a test module with `from tests.adapter_fixtures import *`.
+- `Adapter`, `serve_adapter`: the adapter served over HTTP (the fixtures `adapter` and
+  `tracked_adapter` in conftest.py use them); `tm_upload` uploads the TM's way.
 """
 
 from __future__ import annotations
@@ -18,13 +16,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
@@ -32,24 +29,6 @@ from kfadapter.app import create_app
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from kfadapter.tracking.watcher import FINAL_STATES
-from tests.support import free_port
-
-__all__ = [
-    "FINAL_STATES",
-    "Adapter",
-    "RecordingProxy",
-    "Answer",
-    "ScriptedKfp",
-    "Seen",
-    "adapter",
-    "free_port",
-    "kfp_proxy",
-    "tm_upload",
-    "tracked_adapter",
-    "unique",
-    "uploaded",
-    "wait_for_state",
-]
 
 
 def unique(prefix: str) -> str:
@@ -257,53 +236,11 @@ class Adapter:
         )
 
 
-@pytest.fixture(scope="session")
-def kfp_proxy(local_kfp) -> Iterator[RecordingProxy]:
-    """A RecordingProxy in front of the session's embedded KFP server."""
-    proxy = RecordingProxy(local_kfp.url).start()
-    yield proxy
-    proxy.stop()
-
-
-def _serve_adapter(settings: Settings, proxy: RecordingProxy) -> tuple[Adapter, ServerThread]:
+def serve_adapter(settings: Settings, proxy: RecordingProxy) -> tuple[Adapter, ServerThread]:
+    """The adapter built from `settings`, served over HTTP on a free port."""
     app = create_app(settings)
     server = ServerThread(app).start()
     return Adapter(server.url, app, settings, proxy), server
-
-
-@pytest.fixture(scope="session")
-def adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
-    """The adapter (tracking off) over real HTTP, talking to the embedded KFP via the proxy."""
-    settings = Settings(
-        kfp_endpoint=kfp_proxy.url + "/pipeline",
-        data_dir=tmp_path_factory.mktemp("adapter"),
-        tracking_enabled=False,
-        kfp_timeout=30.0,
-        max_upload_bytes=256 * 1024,
-    )
-    served, server = _serve_adapter(settings, kfp_proxy)
-    yield served
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def tracked_adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
-    """The adapter with run tracking on (notifications go to a port nobody listens on)."""
-    settings = Settings(
-        kfp_endpoint=kfp_proxy.url + "/pipeline",
-        data_dir=tmp_path_factory.mktemp("tracked-adapter"),
-        tracking_enabled=True,
-        poll_interval=0.2,
-        trainingmgr_host="127.0.0.1",
-        trainingmgr_port=free_port(),
-        notify_timeout=0.5,
-        kfp_timeout=30.0,
-    )
-    served, server = _serve_adapter(settings, kfp_proxy)
-    yield served
-    server.stop()
-    if served.tracker is not None:
-        served.tracker.stop()
 
 
 def tm_upload(adapter: Adapter, name: str, path: Path, description: str = "") -> requests.Response:
@@ -314,18 +251,6 @@ def tm_upload(adapter: Adapter, name: str, path: Path, description: str = "") ->
             files={"file": ("file", handle)},
             data={"description": description},
         )
-
-
-@pytest.fixture(scope="session")
-def uploaded(adapter, compiled) -> dict[str, str]:
-    """Every test pipeline uploaded through the adapter under a unique name: key -> name."""
-    names = {}
-    for key, path in compiled.items():
-        name = unique(key.replace("_", "-"))
-        answer = tm_upload(adapter, name, path, description=f"{key} for tests")
-        assert answer.status_code == 200, answer.text
-        names[key] = name
-    return names
 
 
 def wait_for_state(
