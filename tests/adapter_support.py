@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,11 +236,19 @@ class Adapter:
         )
 
 
-def serve_adapter(settings: Settings, proxy: RecordingProxy) -> tuple[Adapter, ServerThread]:
-    """The adapter built from `settings`, served over HTTP on a free port."""
+@contextlib.contextmanager
+def serve_adapter(settings: Settings, proxy: RecordingProxy) -> Iterator[Adapter]:
+    """The adapter built from `settings`, served over HTTP on a free port while the block
+    runs; then stopped, with its run tracker if it has one."""
     app = create_app(settings)
     server = ServerThread(app).start()
-    return Adapter(server.url, app, settings, proxy), server
+    adapter = Adapter(server.url, app, settings, proxy)
+    try:
+        yield adapter
+    finally:
+        server.stop()
+        if adapter.tracker is not None:
+            adapter.tracker.stop()
 
 
 def tm_upload(adapter: Adapter, name: str, path: Path, description: str = "") -> requests.Response:

@@ -82,34 +82,27 @@ def _adapter_settings(proxy: RecordingProxy, data_dir: Path, **settings: object)
 @pytest.fixture(scope="session")
 def adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
     """The adapter (tracking off) over real HTTP, talking to the embedded KFP via the proxy."""
+    data_dir = tmp_path_factory.mktemp("adapter")
     settings = _adapter_settings(
-        kfp_proxy,
-        tmp_path_factory.mktemp("adapter"),
-        tracking_enabled=False,
-        max_upload_bytes=256 * 1024,
+        kfp_proxy, data_dir, tracking_enabled=False, max_upload_bytes=256 * 1024
     )
-    served, server = serve_adapter(settings, kfp_proxy)
-    yield served
-    server.stop()
+    with serve_adapter(settings, kfp_proxy) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
 def tracked_adapter(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:
     """The adapter with run tracking on (notifications go to a port nobody listens on)."""
+    tracking = {"poll_interval": 0.2, "notify_timeout": 0.5, "trainingmgr_host": "127.0.0.1"}
     settings = _adapter_settings(
         kfp_proxy,
         tmp_path_factory.mktemp("tracked-adapter"),
         tracking_enabled=True,
-        poll_interval=0.2,
-        trainingmgr_host="127.0.0.1",
         trainingmgr_port=free_port(),
-        notify_timeout=0.5,
+        **tracking,
     )
-    served, server = serve_adapter(settings, kfp_proxy)
-    yield served
-    server.stop()
-    if served.tracker is not None:
-        served.tracker.stop()
+    with serve_adapter(settings, kfp_proxy) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from tests.adapter_support import RecordingProxy, unique
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 SESSION_TTL = 1.0
 
 

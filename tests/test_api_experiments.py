@@ -6,6 +6,8 @@ import pytest
 
 from tests.adapter_support import unique
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 JSON = "application/json"
 
 

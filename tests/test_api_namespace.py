@@ -17,6 +17,8 @@ from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from tests.adapter_support import Adapter, unique, wait_for_state
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 
 @pytest.fixture(scope="module")
 def namespaced(kfp_proxy, tmp_path_factory) -> Iterator[Adapter]:

@@ -10,6 +10,8 @@ import yaml
 
 from tests.adapter_support import tm_upload, unique
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 JSON = "application/json"
 
 

@@ -14,6 +14,8 @@ from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from tests.adapter_support import RecordingProxy, unique, wait_for_state
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 JSON = "application/json"
 
 

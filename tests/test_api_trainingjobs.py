@@ -13,6 +13,8 @@ from kfadapter.kfp import PAGE_SIZE
 from kfadapter.serving import ServerThread
 from tests.adapter_support import unique, wait_for_state
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 JSON = "application/json"
 
 

@@ -23,6 +23,7 @@ def clean_env(tmp_path) -> dict[str, str]:
     return adapter_env(KFADAPTER_DATA_DIR=str(tmp_path / "adapter-data"))
 
 
+@pytest.mark.e2e
 def test_help_lists_subcommands_and_is_fast():
     result = subprocess.run(
         [*KFADAPTER, "--help"], capture_output=True, text=True, timeout=30, check=True
@@ -38,6 +39,7 @@ def test_help_lists_subcommands_and_is_fast():
     assert imported.stdout.strip().splitlines()[-1] == "False False"
 
 
+@pytest.mark.e2e
 def test_console_script_and_module_agree():
     script = Path(PYTHON).with_name("kfadapter")
     by_module = subprocess.run([*KFADAPTER, "serve", "--help"], capture_output=True, text=True)
@@ -83,6 +85,7 @@ def test_serve_rejects_bad_settings_with_exit_code_2(
     assert expected in err and err.startswith("kfadapter: invalid setting:")
 
 
+@pytest.mark.e2e
 def test_serve_bad_setting_as_a_real_process(clean_env):
     env = {**clean_env, "KFADAPTER_THREADS": "lots"}
     result = subprocess.run(
@@ -105,6 +108,7 @@ def test_serve_check_reports_bind_address(monkeypatch, capsys, clean_env):
     assert "--threads must be <= 256" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_local_kfp_subcommand_serves_the_kfp_api(tmp_path, clean_env):
     process = Process(
         [*KFADAPTER, "local-kfp", "--port", "0", "--data-dir", str(tmp_path / "kfp")],
@@ -120,6 +124,7 @@ def test_local_kfp_subcommand_serves_the_kfp_api(tmp_path, clean_env):
         process.kill()
 
 
+@pytest.mark.e2e
 def test_local_kfp_help_is_its_own():
     result = subprocess.run(
         [*KFADAPTER, "local-kfp", "--help"], capture_output=True, text=True, timeout=60
@@ -155,6 +160,7 @@ def dev_process(tmp_path, clean_env) -> Iterator[tuple[Process, str, Path]]:
         process.kill()
 
 
+@pytest.mark.e2e
 def test_dev_serves_adapter_with_sample_pipeline(dev_process):
     process, url, data_dir = dev_process
     process.wait_for_line("Ctrl-C stops both servers")
@@ -188,6 +194,7 @@ def test_dev_serves_adapter_with_sample_pipeline(dev_process):
     assert (data_dir / "local-kfp").is_dir()
 
 
+@pytest.mark.e2e
 def test_dev_restart_does_not_register_the_sample_twice(tmp_path, clean_env):
     for _ in range(2):
         process, url = start_dev(tmp_path / "dev-data", clean_env, tmp_path)
@@ -202,6 +209,7 @@ def test_dev_restart_does_not_register_the_sample_twice(tmp_path, clean_env):
             process.kill()
 
 
+@pytest.mark.e2e
 def test_dev_with_a_busy_port_fails_with_a_message(tmp_path, clean_env):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -19,6 +19,8 @@ from kfadapter.settings import Settings
 from tests.adapter_support import Answer, ScriptedKfp, Seen
 from tests.support import free_port
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 RUNS = "/pipeline/apis/v2beta1/runs"
 
 

@@ -287,6 +287,7 @@ def test_log_level_filters(capsys, restore_logging):
     assert "[-]" in out  # no request: placeholder id
 
 
+@pytest.mark.e2e
 def test_concurrent_requests_keep_their_own_ids():
     """Over real HTTP with a threaded server, each answer carries its own request's id."""
     app = make_app()
@@ -322,6 +323,7 @@ def test_concurrent_requests_keep_their_own_ids():
         server.stop()
 
 
+@pytest.mark.e2e
 def test_made_up_methods_share_one_metric_label():
     """Over real HTTP: any number of invented methods adds one series, not one each."""
     server = ServerThread(make_app()).start()
@@ -366,6 +368,7 @@ if len(sys.argv) > 2:
 """
 
 
+@pytest.mark.e2e
 def test_multiprocess_mode_adds_up_every_worker(tmp_path):
     """With PROMETHEUS_MULTIPROC_DIR (as under `kfadapter serve`), any process's /metrics
     shows the sum over all processes, like gunicorn workers sharing one scrape target."""

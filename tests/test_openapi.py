@@ -204,6 +204,7 @@ def test_checker_rejects_answers_that_leave_the_schema(spec):
         )
 
 
+@pytest.mark.e2e
 def test_docs_page_loads_its_bundled_assets(tracked_adapter, spec):
     adapter = tracked_adapter.url
     api = Api(adapter, SpecChecker(spec))
@@ -230,6 +231,7 @@ def test_docs_page_loads_its_bundled_assets(tracked_adapter, spec):
     api.call("GET", "/docs/assets/{filename}", 404, {"filename": "..%2fsettings.py"})
 
 
+@pytest.mark.e2e
 def test_openapi_json_is_served_with_this_server(tracked_adapter, spec):
     api = Api(tracked_adapter.url, SpecChecker(spec))
     served = api.call("GET", "/openapi.json", 200).json()
@@ -247,6 +249,7 @@ def wait_for_final_state(api: Api, run_id: str, timeout: float = 180) -> dict[st
         time.sleep(0.3)
 
 
+@pytest.mark.e2e
 def test_real_answers_of_every_endpoint_match_the_description(
     tracked_adapter, spec, compiled, kfp_client
 ):

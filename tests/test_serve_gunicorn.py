@@ -33,6 +33,8 @@ from tests.support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 SLOW_PREFIX = "slow-"
 SLOW_SECONDS = 3.0
 

@@ -9,6 +9,8 @@ from kfadapter.app import create_app
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 
 @pytest.fixture
 def adapter_url():

@@ -103,6 +103,7 @@ def test_only_one_holder_at_a_time(tmp_path: Path):
     second.release()
 
 
+@pytest.mark.e2e
 def test_the_lock_is_freed_when_its_holder_is_killed(tmp_path: Path):
     holder = Process(
         [
@@ -163,6 +164,7 @@ def started(tmp_path: Path, receiver: TmReceiver, source: FakeRunStates):
     tracker.stop()
 
 
+@pytest.mark.e2e
 def test_a_final_run_is_notified_once_with_the_contract_payload(
     started: Tracker, receiver: TmReceiver, source: FakeRunStates
 ):
@@ -193,6 +195,7 @@ def test_a_final_run_is_notified_once_with_the_contract_payload(
     }
 
 
+@pytest.mark.e2e
 def test_answer_500_is_delivered_and_not_retried(
     started: Tracker, receiver: TmReceiver, source: FakeRunStates
 ):
@@ -207,6 +210,7 @@ def test_answer_500_is_delivered_and_not_retried(
     assert notification["last_error"].startswith("HTTP 500")
 
 
+@pytest.mark.e2e
 def test_receiver_down_then_up_gets_the_notification(tmp_path: Path, source: FakeRunStates):
     down = TmReceiver()  # its port is chosen, nobody listens yet
     tracker = _tracker(_settings(tmp_path, down.port), source)
@@ -228,6 +232,7 @@ def test_receiver_down_then_up_gets_the_notification(tmp_path: Path, source: Fak
         tracker.stop()
 
 
+@pytest.mark.e2e
 def test_503_until_the_deadline_expires_with_the_last_error(
     tmp_path: Path, receiver: TmReceiver, source: FakeRunStates
 ):
@@ -246,6 +251,7 @@ def test_503_until_the_deadline_expires_with_the_last_error(
         tracker.stop()
 
 
+@pytest.mark.e2e
 def test_an_untracked_run_is_never_notified(
     started: Tracker, receiver: TmReceiver, source: FakeRunStates
 ):
@@ -275,6 +281,7 @@ def test_list_filters_by_status_and_rejects_unknown_ones(started: Tracker):
         started.track("", "run-3")
 
 
+@pytest.mark.e2e
 def test_one_leader_per_data_dir_and_a_successor_when_it_stops(
     tmp_path: Path, receiver: TmReceiver
 ):
@@ -308,6 +315,7 @@ def test_one_leader_per_data_dir_and_a_successor_when_it_stops(
             tracker.stop()
 
 
+@pytest.mark.e2e
 def test_a_run_finished_while_stopped_is_notified_after_restart(
     tmp_path: Path, receiver: TmReceiver, source: FakeRunStates
 ):

@@ -36,6 +36,8 @@ from tests.support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 POLL = 0.2
 RUN_TIMEOUT = 180.0  # runs queue behind each other on a 2-core CI machine
 

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import requests as requests_lib
 
 from kfadapter.tracking.model import DELIVERED, EXPIRED, PENDING, StateUpdate, TrackedRun
 from kfadapter.tracking.notifier import (
@@ -73,6 +74,7 @@ def _notifier(url: str, store=None, *, timeout: float = 2.0, deadline: float = 1
     )
 
 
+@pytest.mark.e2e
 def test_post_carries_the_contract_payload_as_json(receiver: TmReceiver):
     notifier = _notifier(f"http://127.0.0.1:{receiver.port}{NOTIFY_PATH}")
     outcome = notifier.send(_final_run("CANCELED"))
@@ -101,6 +103,7 @@ def test_post_carries_the_contract_payload_as_json(receiver: TmReceiver):
         (504, False),
     ],
 )
+@pytest.mark.e2e
 def test_answers_that_mean_received_or_not(receiver: TmReceiver, status: int, received: bool):
     receiver.status = status
     outcome = _notifier(f"http://127.0.0.1:{receiver.port}{NOTIFY_PATH}").send(_final_run())
@@ -108,6 +111,7 @@ def test_answers_that_mean_received_or_not(receiver: TmReceiver, status: int, re
     assert (outcome.error is None) == (200 <= status < 300)
 
 
+@pytest.mark.e2e
 def test_connection_refused_and_time_out_are_not_received():
     refused = _notifier(f"http://127.0.0.1:{free_port()}{NOTIFY_PATH}").send(_final_run())
     assert not refused.received and refused.code is None and "cannot connect" in refused.error
@@ -146,6 +150,7 @@ def test_retry_after_is_honoured_up_to_the_cap():
     assert notifier.outcome_to_result(_final_run(), outcome, now=0.0).next_attempt_at == 8.0
 
 
+@pytest.mark.e2e
 def test_deliver_due_records_each_attempt(tmp_path: Path, receiver: TmReceiver):
     store = SqliteTrackingStore.in_dir(tmp_path)
     for n in range(3):
@@ -163,3 +168,59 @@ def test_deliver_due_records_each_attempt(tmp_path: Path, receiver: TmReceiver):
     assert (run.notification_status, run.attempts, run.last_code) == (DELIVERED, 1, 500)
     assert store.get("run-2").notification_status == "waiting"
     store.close()
+
+
+# -- the same outcomes in process, the TM's answers scripted with requests-mock ----------
+
+TM_URL = "http://tm.test:32002" + NOTIFY_PATH
+
+
+@pytest.mark.parametrize(
+    ("answer", "received", "code", "retry_after"),
+    [
+        ({"status_code": 200}, True, 200, None),
+        ({"status_code": 500, "text": "job failed"}, True, 500, None),
+        ({"status_code": 302, "headers": {"Location": "/login"}}, True, 302, None),
+        ({"status_code": 429, "headers": {"Retry-After": "7"}}, False, 429, 7.0),
+        ({"status_code": 503, "headers": {"Retry-After": "soon"}}, False, 503, None),
+        ({"status_code": 504}, False, 504, None),
+        ({"exc": requests_lib.ConnectTimeout}, False, None, None),
+        ({"exc": requests_lib.ConnectionError}, False, None, None),
+    ],
+)
+def test_what_each_answer_means_for_delivery(
+    requests_mock, answer: dict, received: bool, code: int | None, retry_after: float | None
+):
+    requests_mock.post(TM_URL, **answer)
+    outcome = _notifier(TM_URL).send(_final_run("FAILED"))
+    assert (outcome.received, outcome.code, outcome.retry_after) == (received, code, retry_after)
+    assert (outcome.error is None) == (code == 200)
+    sent = requests_mock.last_request
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.json() == notification_payload(_final_run("FAILED"))
+    assert requests_mock.call_count == 1  # a redirect is an answer, not followed
+
+
+def test_retries_are_recorded_until_the_tm_takes_it(requests_mock, store: SqliteTrackingStore):
+    store.add("job-1", "run-1", {}, now=0.0)
+    store.record_poll(
+        [StateUpdate("run-1", "SUCCEEDED", final=True, notification_id="n-1")], now=0.0
+    )
+    requests_mock.post(TM_URL, [{"status_code": 503}, {"status_code": 502}, {"status_code": 200}])
+    clock = [0.0]
+    notifier = Notifier(
+        store,
+        TM_URL,
+        timeout=1.0,
+        deadline=100.0,
+        policy=RetryPolicy(base=1.0, cap=4.0),
+        clock=lambda: clock[0],
+        rng=random.Random(1),
+    )
+    for _ in range(3):
+        assert notifier.deliver_due() == 1
+        clock[0] = store.get("run-1").next_attempt_at or clock[0]
+    run = store.get("run-1")
+    assert (run.notification_status, run.attempts, run.last_code) == (DELIVERED, 3, 200)
+    assert requests_mock.call_count == 3
+    assert notifier.deliver_due() == 0  # delivered: never sent again

@@ -275,6 +275,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_sigkill_mid_write_leaves_a_consistent_store_with_every_committed_run(tmp_path: Path):
     """Writers in two processes are killed with SIGKILL while writing, three times over."""
     env = adapter_env()

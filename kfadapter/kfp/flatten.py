@@ -13,7 +13,7 @@ from typing import Any
 from kfadapter.arguments import declared_parameters, pipeline_tasks, spec_of
 
 
-def page(
+def flatten_page(
     answer: dict[str, Any], items_key: str, flatten: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> dict[str, Any]:
     """One page of a KFP list as {items_key, "next_page_token", "total_size"}, flattened."""

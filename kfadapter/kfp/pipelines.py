@@ -7,7 +7,7 @@ from typing import Any
 
 from kfadapter.errors import BadRequest, NotFound
 from kfadapter.kfp import filters
-from kfadapter.kfp.flatten import flatten_pipeline, flatten_version, page
+from kfadapter.kfp.flatten import flatten_page, flatten_pipeline, flatten_version
 from kfadapter.kfp.interface import PageRequest
 from kfadapter.kfp.transport import Transport
 from kfadapter.kfp.uploads import package_file
@@ -18,14 +18,14 @@ class PipelineCalls:
 
     _kfp: Transport
 
-    def list_pipelines(self, page_request: PageRequest) -> dict[str, Any]:
+    def list_pipelines(self, page: PageRequest) -> dict[str, Any]:
         """One page of pipelines as KFP gives it: {"pipelines", "next_page_token", "total_size"}."""
         answer = self._kfp.read(
             "list_pipelines",
             self._kfp.apis.pipelines.pipeline_service_list_pipelines,
-            **page_request.params(),
+            **page.params(),
         )
-        return page(answer, "pipelines", flatten_pipeline)
+        return flatten_page(answer, "pipelines", flatten_pipeline)
 
     def all_pipelines(self, *, filter: str | None = None) -> list[dict[str, Any]]:
         """Every pipeline (walking KFP's pages), oldest first."""
@@ -104,7 +104,7 @@ class PipelineCalls:
             sort_by=sort_by,
             subject=f"pipeline {pipeline_id!r}",
         )
-        return page(answer, "pipeline_versions", flatten_version)
+        return flatten_page(answer, "pipeline_versions", flatten_version)
 
     def list_versions(self, pipeline_id: str) -> list[dict[str, Any]]:
         """Every version of a pipeline, oldest first, with parameters and tasks."""

@@ -8,7 +8,12 @@ from typing import Any
 
 from kfadapter.errors import Conflict
 from kfadapter.kfp import filters
-from kfadapter.kfp.flatten import flatten_experiment, flatten_recurring_run, flatten_run, page
+from kfadapter.kfp.flatten import (
+    flatten_experiment,
+    flatten_page,
+    flatten_recurring_run,
+    flatten_run,
+)
 from kfadapter.kfp.interface import NewRun, PageRequest
 from kfadapter.kfp.transport import PAGE_SIZE, Transport
 
@@ -46,7 +51,7 @@ class RunCalls:
             page_size=PAGE_SIZE,
             namespace=self._namespace,
         )
-        found = page(answer, "experiments", flatten_experiment)["experiments"]
+        found = flatten_page(answer, "experiments", flatten_experiment)["experiments"]
         return next((e for e in found if e["display_name"] == name), None)
 
     def find_or_create_experiment(
@@ -84,15 +89,15 @@ class RunCalls:
 
     # ------------------------------------------------------------------ runs
 
-    def list_runs(self, page_request: PageRequest) -> dict[str, Any]:
+    def list_runs(self, page: PageRequest) -> dict[str, Any]:
         """One page of runs in the namespace: {"runs", "next_page_token", "total_size"}."""
         answer = self._kfp.read(
             "list_runs",
             self._kfp.apis.runs.run_service_list_runs,
-            **page_request.params(),
+            **page.params(),
             namespace=self._namespace,
         )
-        return page(answer, "runs", flatten_run)
+        return flatten_page(answer, "runs", flatten_run)
 
     def all_runs(self) -> list[dict[str, Any]]:
         """Every run in the namespace (walking pages of PAGE_SIZE), oldest first."""

@@ -16,6 +16,8 @@ import yaml
 
 from tests.localkfp.conftest import SPEC, client_for
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 
 def _namespace() -> str:
     return f"ns-{uuid.uuid4().hex[:8]}"

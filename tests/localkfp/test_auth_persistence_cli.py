@@ -24,6 +24,8 @@ from tests.localkfp.processes import (
 )
 from tests.support import PYTHON, Process, adapter_env, wait_until
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 
 def test_bearer_token_is_required(make_server) -> None:
     server = make_server(auth_token="s3cret", executor_factory=HeldExecutor)

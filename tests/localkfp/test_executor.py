@@ -24,6 +24,8 @@ from tests.localkfp.processes import (
 )
 from tests.support import wait_until
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 
 class Updates:
     """Collects the executor's updates and waits for conditions on them."""

@@ -13,6 +13,8 @@ from kfadapter.localkfp.timefmt import now_us
 from tests.localkfp.conftest import SPEC, HeldExecutor, client_for
 from tests.support import wait_until
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 S = 1_000_000
 
 

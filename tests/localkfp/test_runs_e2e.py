@@ -10,6 +10,8 @@ import requests
 
 from tests.localkfp.conftest import client_for
 
+pytestmark = pytest.mark.e2e  # real servers and processes on free ports
+
 FINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 
 
