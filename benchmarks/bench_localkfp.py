@@ -1,20 +1,28 @@
 """Scale benchmark of the embedded KFP server: list and get latencies over HTTP at 10k/100k rows.
 
 Seeds a store directly (bulk insert) with PIPELINES pipelines (one version each),
-EXPERIMENTS experiments and RUNS finished runs, starts LocalKfpServer on it, then
-times, over real HTTP with `requests`: the first page of 100, a deep page (a page
-token 90% into the list), filtered pages, sorted pages and get calls. Prints the
-median and p95 of each in milliseconds.
+EXPERIMENTS experiments and RUNS finished runs, starts the embedded server on it in a
+process of its own (runs are not executed), then times, over real HTTP with `requests`:
+the first page of 100, a deep page (a page token 90% into the list), filtered pages,
+sorted pages and get calls. Prints the median and p95 of each in milliseconds.
+
+With `--against DIR` (another checkout, e.g. `git worktree add /tmp/base main`) the same
+store is served by both checkouts at once and each call goes to one then the other, so
+that the two sets of figures come from the same moments of a shared, noisy machine.
 
     .venv/bin/python benchmarks/bench_localkfp.py [--pipelines 10000] [--runs 100000]
+    .venv/bin/python benchmarks/bench_localkfp.py --against /tmp/base --repeat 200
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp.fields import PIPELINES, RUNS
-from kfadapter.localkfp.server import LocalKfpServer
 from kfadapter.localkfp.storage import Store, dumps
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPEC = {
     "pipelineInfo": {"name": "bench"},
@@ -45,23 +54,40 @@ SPEC = {
 STATES = ("SUCCEEDED", "SUCCEEDED", "SUCCEEDED", "FAILED", "CANCELED")
 
 
+# Serves DATA_DIR with the embedded server of whatever checkout is on PYTHONPATH, runs never
+# executed, until stdin closes; prints the URL first. Uses only what every version offers.
+SERVE = """
+import sys
+from kfadapter.localkfp.server import LocalKfpServer
+
 class NullExecutor:
-    """No runs are executed during the benchmark."""
+    def __init__(self, *args): pass
+    def submit(self, *args): pass
+    def terminate(self, run_id): return False
+    def log_path(self, run_id, node_id): return None
+    def shutdown(self): pass
 
-    def __init__(self, *args: Any) -> None:
-        pass
+server = LocalKfpServer(sys.argv[1], port=0, executor_factory=NullExecutor).start()
+print(server.url, flush=True)
+sys.stdin.read()
+server.stop()
+"""
 
-    def submit(self, *args: Any) -> None:
-        pass
 
-    def terminate(self, run_id: str) -> bool:
-        return False
-
-    def log_path(self, run_id: str, node_id: str) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        pass
+def serve(checkout: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """The embedded server of `checkout` on `data_dir`, in its own process, and its URL."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=checkout,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
 
 
 def seed(store: Store, pipelines: int, experiments: int, runs: int) -> dict[str, Any]:
@@ -192,20 +218,25 @@ def deep_token(store: Store, listable: q.Listable, offset: int, sort: str, desc:
     return q.next_token(query, dict(row))
 
 
-def timed(label: str, call: Callable[[], requests.Response], repeat: int) -> dict[str, Any]:
-    """Median and p95 of `repeat` calls, after one warm-up; checks every answer is 200."""
-    call().raise_for_status()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        response = call()
-        samples.append((time.perf_counter() - started) * 1000)
-        response.raise_for_status()
-    samples.sort()
-    p95 = samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
-    result = {"what": label, "median_ms": statistics.median(samples), "p95_ms": p95}
-    print(f"{label:<60} median {result['median_ms']:7.1f} ms   p95 {p95:7.1f} ms", flush=True)
-    return result
+def timed(label: str, calls: list[Callable[[], requests.Response]], repeat: int) -> None:
+    """Median and p95 of `repeat` calls to each server, after one warm-up each, the servers
+    taking turns call by call (who goes first alternates); checks every answer is 200."""
+    for call in calls:
+        call().raise_for_status()
+    samples: list[list[float]] = [[] for _ in calls]
+    for turn in range(repeat):
+        order = range(len(calls)) if turn % 2 == 0 else reversed(range(len(calls)))
+        for index in order:
+            started = time.perf_counter()
+            response = calls[index]()
+            samples[index].append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+    figures = []
+    for times in samples:
+        times.sort()
+        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+        figures.append(f"median {statistics.median(times):7.1f} ms   p95 {p95:7.1f} ms")
+    print(f"{label:<52} " + "   |   ".join(figures), flush=True)
 
 
 def main() -> int:
@@ -214,6 +245,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--experiments", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--against", metavar="DIR", help="another checkout to serve beside")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as directory:
@@ -232,8 +264,14 @@ def main() -> int:
         deep_runs = deep_token(store, RUNS, int(args.runs * 0.9), "created_at", True)
         store.close()
 
-        server = LocalKfpServer(directory, port=0, executor_factory=NullExecutor).start()
-        api = f"{server.url}/apis/v2beta1"
+        checkouts = [REPO] + ([Path(args.against).resolve()] if args.against else [])
+        servers = []
+        for index, checkout in enumerate(checkouts):
+            data_dir = Path(directory) / f"server-{index}"
+            data_dir.mkdir()
+            shutil.copy(Path(directory) / "kfp.sqlite3", data_dir / "kfp.sqlite3")
+            servers.append(serve(checkout, data_dir))
+        print("columns: " + "   |   ".join(str(c) for c in checkouts), flush=True)
         session = requests.Session()
         failed = json.dumps(
             {"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]}
@@ -241,65 +279,65 @@ def main() -> int:
         substring = json.dumps(
             {"predicates": [{"key": "name", "operation": "IS_SUBSTRING", "string_value": "-0042"}]}
         )
-        cases: list[tuple[str, Callable[[], requests.Response]]] = [
-            (
-                "pipelines: first page of 100",
-                lambda: session.get(f"{api}/pipelines", params={"page_size": 100}),
-            ),
+        cases: list[tuple[str, str, dict[str, Any]]] = [
+            ("pipelines: first page of 100", "pipelines", {"page_size": 100}),
             (
                 "pipelines: deep page of 100 (90% in)",
-                lambda: session.get(
-                    f"{api}/pipelines", params={"page_size": 100, "page_token": deep_pipelines}
-                ),
+                "pipelines",
+                {"page_size": 100, "page_token": deep_pipelines},
             ),
             (
                 "pipelines: page of 100 sorted by name desc",
-                lambda: session.get(
-                    f"{api}/pipelines", params={"page_size": 100, "sort_by": "name desc"}
-                ),
+                "pipelines",
+                {"page_size": 100, "sort_by": "name desc"},
             ),
             (
                 "pipelines: name IS_SUBSTRING filter (scan)",
-                lambda: session.get(
-                    f"{api}/pipelines", params={"page_size": 100, "filter": substring}
-                ),
+                "pipelines",
+                {"page_size": 100, "filter": substring},
             ),
             (
                 "runs: first page of 100 (created_at desc)",
-                lambda: session.get(
-                    f"{api}/runs", params={"page_size": 100, "sort_by": "created_at desc"}
-                ),
+                "runs",
+                {"page_size": 100, "sort_by": "created_at desc"},
             ),
             (
                 "runs: deep page of 100 (90% in)",
-                lambda: session.get(
-                    f"{api}/runs", params={"page_size": 100, "page_token": deep_runs}
-                ),
+                "runs",
+                {"page_size": 100, "page_token": deep_runs},
             ),
             (
                 "runs: experiment + state=FAILED filter, page of 100",
-                lambda: session.get(
-                    f"{api}/runs",
-                    params={
-                        "page_size": 100,
-                        "experiment_id": ids["experiment_id"],
-                        "filter": failed,
-                        "sort_by": "created_at desc",
-                    },
-                ),
+                "runs",
+                {
+                    "page_size": 100,
+                    "experiment_id": ids["experiment_id"],
+                    "filter": failed,
+                    "sort_by": "created_at desc",
+                },
             ),
             (
                 "runs: page of 100 sorted by display_name",
-                lambda: session.get(f"{api}/runs", params={"page_size": 100, "sort_by": "name"}),
+                "runs",
+                {"page_size": 100, "sort_by": "name"},
             ),
-            ("get pipeline", lambda: session.get(f"{api}/pipelines/{ids['pipeline_id']}")),
-            ("get run", lambda: session.get(f"{api}/runs/{ids['run_id']}")),
+            ("get pipeline", f"pipelines/{ids['pipeline_id']}", {}),
+            ("get run", f"runs/{ids['run_id']}", {}),
         ]
         try:
-            for label, call in cases:
-                timed(label, call, args.repeat)
+            for label, path, params in cases:
+                calls = [
+                    lambda url=f"{url}/apis/v2beta1/{path}", params=params: session.get(
+                        url, params=params
+                    )
+                    for _process, url in servers
+                ]
+                timed(label, calls, args.repeat)
         finally:
-            server.stop()
+            for process, _url in servers:
+                assert process.stdin is not None
+                process.stdin.close()
+                process.wait(timeout=30)
     return 0
 
 

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from kfadapter.localkfp.server import LocalKfpServer
-    from tests.adapter_fixtures import RecordingProxy
+    from tests.adapter_support import RecordingProxy
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
