@@ -6,7 +6,8 @@ raises. Every call is recorded by name in `calls`; `fail_with` makes every call 
 (KFP unreachable, too slow, failing), the one fault the fast tests inject.
 
 It is for the adapter's own logic (validation, error shapes, argument mapping, answer
-shapes). What KFP itself does is tested end to end against the embedded server.
+shapes): lists come back whole, in insertion order, whatever the page token, sort or
+filter asked for. What KFP itself does is tested end to end against the embedded server.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ WRITES = frozenset(
         "upload_pipeline",
         "upload_version",
         "delete_version",
-        "find_or_create_experiment",
         "create_experiment",
         "create_run",
         "terminate_run",
@@ -137,15 +137,17 @@ class FakeKfp:
         versions = [flatten_version(v) for v in self._versions(pipeline_id)]
         if name is None:
             return versions[-1] if versions else None
-        matches = [v for v in versions if name in (v["display_name"], v["pipeline_version_id"])]
+        matches = [
+            v for v in versions if name in (v["display_name"], v["name"], v["pipeline_version_id"])
+        ]
         return matches[-1] if matches else None
 
     def upload_version(
-        self, pipeline_id: str, name: str, package: bytes, *, description: str | None = None
+        self, pipeline: dict[str, Any], name: str, package: bytes, *, description: str | None = None
     ) -> dict[str, Any]:
         self._record("upload_version")
         return flatten_version(
-            self._new_version(pipeline_id, name, _spec(package), description or "")
+            self._new_version(pipeline["pipeline_id"], name, _spec(package), description or "")
         )
 
     def delete_version(self, pipeline_id: str, version_id: str) -> None:

@@ -188,7 +188,7 @@ BAD_PAGES = {
 
 
 @pytest.mark.parametrize("url", BAD_PAGES)
-def test_bad_page_parameters_are_400_before_any_kfp_call(
+def test_bad_page_parameters_are_400_before_kfp_lists_anything(
     fast_client: FlaskClient, fake_kfp: FakeKfp, url: str
 ) -> None:
     fragment = BAD_PAGES[url]
@@ -320,7 +320,7 @@ ENDPOINTS = [
         (KfpError("KFP failed (HTTP 500): boom"), 502),
     ],
 )
-def test_kfp_failures_are_mapped_to_json_answers_on_every_endpoint(
+def test_kfp_failures_become_json_answers_with_their_status_on_every_endpoint(
     fast_client: FlaskClient, fake_kfp: FakeKfp, endpoint: str, failure: Exception, status: int
 ) -> None:
     fake_kfp.fail_with = failure

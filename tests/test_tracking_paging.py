@@ -92,6 +92,7 @@ def walk(served: Served, **params: object) -> tuple[list[str], int]:
         assert len(body["trainingjobs"]) == params.get("page_size", 100)
 
 
+@pytest.mark.e2e
 def test_pages_walk_every_run_once_newest_first_with_and_without_a_status(served: Served):
     statuses = {}
     for n in range(230):
@@ -118,6 +119,7 @@ def test_pages_walk_every_run_once_newest_first_with_and_without_a_status(served
         assert pages == 10  # 46 runs each
 
 
+@pytest.mark.e2e
 def test_runs_tracked_between_pages_neither_repeat_nor_hide_older_ones(served: Served):
     for n in range(10):
         served.store.add("job", f"run-{n}", {}, now=T0 + n)
@@ -158,6 +160,7 @@ BAD_PAGING = [
 ]
 
 
+@pytest.mark.e2e
 def test_malformed_paging_parameters_are_400_saying_what_is_wrong(served: Served):
     for params, fragment in BAD_PAGING:
         answer = served.get("/trainingjobs", **params)
@@ -166,6 +169,7 @@ def test_malformed_paging_parameters_are_400_saying_what_is_wrong(served: Served
         assert fragment in answer.json()["message"], (params, answer.text)
 
 
+@pytest.mark.e2e
 def test_the_leader_prunes_old_finished_runs_at_start_and_then_hourly(served: Served):
     now = T0 + 10 * DAY
     served.clock.now = now

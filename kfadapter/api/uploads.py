@@ -41,7 +41,7 @@ def upload(
     if version_name is not None and version_name in taken:
         raise Conflict(f"pipeline {name!r} already has a version named {version_name!r}")
     version = kfp.upload_version(
-        pipeline_id, version_name or next_version_name(taken), package, description=description
+        existing, version_name or next_version_name(taken), package, description=description
     )
     return _answer(name, pipeline_id, version)
 

@@ -74,12 +74,17 @@ def flatten_run(raw: dict[str, Any]) -> dict[str, Any]:
     """A run: ids, name, state, experiment, version, times, parameters, error, tasks."""
     details = raw.get("run_details") or {}
     spec = spec_of(raw.get("pipeline_spec")) if raw.get("pipeline_spec") else {}
+    source = _source(raw)
+    # a run may also name its version in v2beta1's deprecated top-level field
+    source["pipeline_version_id"] = (
+        source["pipeline_version_id"] or raw.get("pipeline_version_id") or ""
+    )
     return {
         "run_id": raw.get("run_id") or "",
         **_named(raw),
         "state": raw.get("state") or "RUNTIME_STATE_UNSPECIFIED",
         "storage_state": raw.get("storage_state") or "",
-        **_source(raw),
+        **source,
         "pipeline_spec_name": (spec.get("pipelineInfo") or {}).get("name") or "",
         "recurring_run_id": raw.get("recurring_run_id") or "",
         "created_at": iso(raw.get("created_at")),
@@ -151,9 +156,7 @@ def _source(raw: dict[str, Any]) -> dict[str, Any]:
     return {
         "experiment_id": raw.get("experiment_id") or "",
         "pipeline_id": reference.get("pipeline_id") or "",
-        "pipeline_version_id": reference.get("pipeline_version_id")
-        or raw.get("pipeline_version_id")
-        or "",
+        "pipeline_version_id": reference.get("pipeline_version_id") or "",
         "parameters": (raw.get("runtime_config") or {}).get("parameters") or {},
     }
 

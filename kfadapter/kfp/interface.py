@@ -99,9 +99,9 @@ class KfpClient(Protocol):
         ...
 
     def upload_version(
-        self, pipeline_id: str, name: str, package: bytes, *, description: str | None = None
+        self, pipeline: dict[str, Any], name: str, package: bytes, *, description: str | None = None
     ) -> dict[str, Any]:
-        """Add a version to a pipeline from a compiled package."""
+        """Add a version to a pipeline (as find_pipeline gives it) from a compiled package."""
         ...
 
     def delete_version(self, pipeline_id: str, version_id: str) -> None:

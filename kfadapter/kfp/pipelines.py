@@ -130,17 +130,18 @@ class PipelineCalls:
         return None
 
     def upload_version(
-        self, pipeline_id: str, name: str, package: bytes, *, description: str | None = None
+        self, pipeline: dict[str, Any], name: str, package: bytes, *, description: str | None = None
     ) -> dict[str, Any]:
-        """Add a version named `name` to a pipeline from a compiled package."""
+        """Add a version named `name` to a pipeline (as find_pipeline gives it) from a
+        compiled package."""
         answer = self._upload(
             "upload_pipeline_version",
             self._kfp.apis.upload.upload_pipeline_version,
             package,
             name=name,
-            pipelineid=pipeline_id,
+            pipelineid=pipeline["pipeline_id"],
             description=description or None,
-            subject=f"version {name!r} of pipeline {pipeline_id!r}",
+            subject=f"pipeline {pipeline['display_name']!r}",
         )
         return flatten_version(answer)
 

@@ -158,17 +158,15 @@ class Transport:
         attempts = 1 + (self.settings.kfp_read_retries if read else 0)
         for attempt in range(attempts):
             try:
-                with (
-                    kfp_call(operation),
-                    mapped_errors(
+                with kfp_call(operation):
+                    with mapped_errors(
                         operation,
                         subject,
                         endpoint=self.settings.kfp_endpoint,
                         timeout=self.settings.kfp_timeout,
-                    ),
-                ):
-                    response = call(_preload_content=False, _request_timeout=self._timeout)
-                    return (parse or _json_body)(response)  # reads the body: errors mapped too
+                    ):
+                        response = call(_preload_content=False, _request_timeout=self._timeout)
+                    return (parse or _json_body)(response)
             except KfpUnavailable as error:
                 if attempt + 1 >= attempts:
                     raise

@@ -189,6 +189,7 @@ class PipelineService:
         display_name = v.text(body, "display_name", "pipeline")
         name = v.text(body, "name", "pipeline") or display_name
         v.name(name, "Pipeline")
+        tags = v.tags(body, "pipeline")
         return {
             "id": self._sources.new_id(),
             "name": name,
@@ -196,7 +197,7 @@ class PipelineService:
             "description": v.text(body, "description", "pipeline"),
             "namespace": v.text(body, "namespace", "pipeline"),
             "created_at": self._sources.clock(),
-            "tags": v.tags(body, "pipeline"),
+            "tags": tags,
         }
 
     def _new_version_row(
@@ -219,6 +220,7 @@ class PipelineService:
                 raise bad_request(
                     "Pipeline version needs a pipeline_spec or a package_url.pipeline_url"
                 )
+        tags = v.tags(body, "pipeline_version")
         return {
             "id": self._sources.new_id(),
             "pipeline_id": pipeline["id"],
@@ -229,5 +231,5 @@ class PipelineService:
             "pipeline_spec": dumps(spec),
             "package_url": package_url,
             "code_source_url": v.text(body, "code_source_url", "pipeline_version"),
-            "tags": v.tags(body, "pipeline_version"),
+            "tags": tags,
         }

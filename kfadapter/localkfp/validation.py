@@ -50,13 +50,14 @@ def name(value: str, what: str) -> str:
     return value
 
 
-def tags(body: dict[str, Any], what: str) -> str | None:
-    """The `tags` object of a body as stored (JSON text, None when absent or empty)."""
+def tags(body: dict[str, Any], what: str, *, strings: bool = False) -> str | None:
+    """The `tags` object of a body as stored (JSON text, None when absent or empty); with
+    `strings`, its values must be strings too (as a PATCH is checked)."""
     value = body.get("tags")
     if value is None:
         return None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    if not isinstance(value, dict) or (
+        strings and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     ):
         raise bad_request(f"{what}.tags must be an object of strings")
     return dumps(value) if value else None
@@ -68,7 +69,7 @@ def mutable_fields(body: dict[str, Any], what: str) -> dict[str, Any]:
     if body.get("display_name") is not None:
         fields["display_name"] = name(text(body, "display_name", what), what.capitalize())
     if body.get("tags") is not None:
-        fields["tags"] = tags(body, what)
+        fields["tags"] = tags(body, what, strings=True)
     if not fields:
         raise bad_request(f"nothing to update: {what} mutable fields are display_name, tags")
     return fields

@@ -4,6 +4,7 @@ and its services take their time and ids from what they are given."""
 from __future__ import annotations
 
 import itertools
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from kfadapter.localkfp.app import create_app
 from kfadapter.localkfp.services import KfpServices
 from kfadapter.localkfp.sources import Sources
 from kfadapter.localkfp.storage import Store
-from kfadapter.localkfp.storage.schema import SCHEMA_VERSION, VERSION_1
+from kfadapter.localkfp.storage.schema import SCHEMA_VERSION
 from kfadapter.sqlitedb import StoreError
 
 V2 = "/apis/v2beta1"
@@ -29,18 +30,32 @@ def test_a_new_file_is_wal_at_the_current_schema_version(tmp_path: Path) -> None
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_file_from_before_the_schema_was_versioned_opens_with_its_rows(tmp_path: Path) -> None:
+# Made by the embedded server of commit 90824ff, before the schema had a version: one
+# pipeline with its version, the Default experiment and one more, and one FAILED run.
+UNVERSIONED = Path(__file__).parent / "data" / "made-by-90824ff.sqlite3"
+
+
+def test_a_file_from_before_the_schema_was_versioned_is_served_as_it_was(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "kfp.sqlite3"
-    with sqlite3.connect(path) as old:  # as a server without versions left it: user_version 0
-        old.executescript(VERSION_1)
-        old.execute(
-            "INSERT INTO pipelines (id, name, display_name, created_at) "
-            "VALUES ('p1', 'kept', 'kept', 1)"
-        )
+    shutil.copy(UNVERSIONED, path)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 0
     store = Store(path)
     try:
         assert store.db.schema_version() == SCHEMA_VERSION
-        assert store.pipelines.get("p1")["name"] == "kept"
+        client = create_app(KfpServices.over(store)).test_client()
+        pipelines = client.get(f"{V2}/pipelines").get_json()["pipelines"]
+        assert [p["name"] for p in pipelines] == ["kept"]
+        versions = client.get(f"{V2}/pipelines/{pipelines[0]['pipeline_id']}/versions")
+        assert versions.get_json()["pipeline_versions"][0]["pipeline_spec"]["pipelineInfo"] == {
+            "name": "kept"
+        }
+        experiments = client.get(f"{V2}/experiments").get_json()["experiments"]
+        assert sorted(e["display_name"] for e in experiments) == ["Default", "kept-experiment"]
+        [run] = client.get(f"{V2}/runs").get_json()["runs"]
+        assert (run["display_name"], run["state"]) == ("kept-run", "FAILED")
     finally:
         store.close()
 

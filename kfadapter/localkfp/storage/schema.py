@@ -11,7 +11,7 @@ import sqlite3
 
 from kfadapter.sqlitedb import Migration
 
-VERSION_1 = """
+_VERSION_1 = """
 CREATE TABLE IF NOT EXISTS pipelines (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -118,7 +118,7 @@ CREATE INDEX IF NOT EXISTS recurring_status ON recurring_runs (status);
 
 def _create_tables(conn: sqlite3.Connection) -> None:
     """Version 1: pipelines, versions, experiments, runs, recurring runs and their indexes."""
-    for statement in VERSION_1.split(";"):
+    for statement in _VERSION_1.split(";"):
         if statement.strip():
             conn.execute(statement)  # executescript() would commit the migration's transaction
 
