@@ -141,6 +141,7 @@ def run_dev(args: argparse.Namespace) -> int:
     from kfadapter.app import create_app
     from kfadapter.localkfp.server import LocalKfpServer
     from kfadapter.serving import ServerThread
+    from kfadapter.sqlitedb import StoreError
 
     data_dir: Path = args.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +164,9 @@ def run_dev(args: argparse.Namespace) -> int:
     )
     try:
         kfp_server.start()
+    except StoreError as error:
+        print(f"kfadapter dev: cannot start the KFP server: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except OSError as error:
         print(
             f"kfadapter dev: cannot start the KFP server on port {args.kfp_port}: {error}",
@@ -173,7 +177,11 @@ def run_dev(args: argparse.Namespace) -> int:
     app = adapter = None
     try:
         settings = replace(settings, kfp_endpoint=f"{kfp_server.url}/pipeline")
-        app = create_app(settings)
+        try:
+            app = create_app(settings)
+        except StoreError as error:
+            print(f"kfadapter dev: cannot start run tracking: {error}", file=sys.stderr)
+            return EXIT_FAILURE
         try:
             adapter = ServerThread(app, host=args.host, port=args.port).start()
         except OSError as error:

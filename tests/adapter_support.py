@@ -25,10 +25,23 @@ from typing import Any
 import requests
 from werkzeug.wrappers import Request, Response
 
+from kfadapter import errors
 from kfadapter.app import create_app
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
 from kfadapter.tracking.watcher import FINAL_STATES
+
+# What each HTTP status of a KFP error answer becomes: (KFP status, typed error, status
+# the adapter answers with). The mapping's one table, for its unit and end-to-end tests.
+KFP_ERROR_STATUSES = [
+    (400, errors.BadRequest, 400),
+    (404, errors.NotFound, 404),
+    (409, errors.Conflict, 409),
+    (401, errors.KfpError, 502),
+    (403, errors.KfpError, 502),
+    (500, errors.KfpError, 502),
+    (503, errors.KfpError, 502),
+]
 
 
 def unique(prefix: str) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +225,35 @@ def test_dev_with_a_busy_port_fails_with_a_message(tmp_path, clean_env):
         )
     assert result.returncode == 1
     assert "in use" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("command", "store", "said"),
+    [
+        (["local-kfp", "--port", "0"], "kfp.sqlite3", "cannot start: the local KFP store"),
+        (["dev", "--no-sample"], "local-kfp/kfp.sqlite3", "cannot start the KFP server"),
+        (["dev", "--no-sample"], "adapter/tracking.sqlite3", "cannot start run tracking"),
+    ],
+)
+def test_a_store_of_a_newer_release_stops_the_start_with_a_message(
+    tmp_path, clean_env, command, store, said
+):
+    """A data dir written by a newer kfadapter is refused (no silent downgrade), in words."""
+    newer = tmp_path / store
+    newer.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version=99")
+    ports = ["--port", "0", "--kfp-port", "0"] if command[0] == "dev" else []
+    result = subprocess.run(
+        [*KFADAPTER, *command, *ports, "--data-dir", str(tmp_path)],
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert said in result.stderr and "schema version 99" in result.stderr
+    assert "Traceback" not in result.stderr
+    with sqlite3.connect(newer) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 99

@@ -16,7 +16,7 @@ from kfadapter.app import create_app
 from kfadapter.kfp import KfConnect
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
-from tests.adapter_support import Answer, ScriptedKfp, Seen
+from tests.adapter_support import KFP_ERROR_STATUSES, Answer, ScriptedKfp, Seen
 from tests.support import free_port
 
 pytestmark = pytest.mark.e2e  # real servers and processes on free ports
@@ -53,17 +53,7 @@ def _kfp_error(status: int, message: str) -> Answer:
     return Answer(status=status, body={"error": message, "code": 3, "message": message})
 
 
-@pytest.mark.parametrize(
-    ("status", "error_class", "http_status"),
-    [
-        (400, errors.BadRequest, 400),
-        (404, errors.NotFound, 404),
-        (409, errors.Conflict, 409),
-        (500, errors.KfpError, 502),
-        (503, errors.KfpError, 502),
-        (401, errors.KfpError, 502),
-    ],
-)
+@pytest.mark.parametrize(("status", "error_class", "http_status"), KFP_ERROR_STATUSES)
 def test_kfp_error_answers_are_mapped_once(scripted, status, error_class, http_status):
     server = scripted(lambda seen: _kfp_error(status, f"kfp says {status}"))
     kfp = KfConnect(_settings(server.url))

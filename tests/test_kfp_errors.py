@@ -13,6 +13,7 @@ from kfp_server_api.exceptions import ApiException, ApiValueError
 
 from kfadapter import errors
 from kfadapter.kfp.errors import http_error, kfp_message, mapped_errors
+from tests.adapter_support import KFP_ERROR_STATUSES
 
 
 def _answer(status: int, body: object = None, headers: dict | None = None) -> ApiException:
@@ -25,16 +26,7 @@ def _answer(status: int, body: object = None, headers: dict | None = None) -> Ap
 
 @pytest.mark.parametrize(
     ("status", "kind", "http_status"),
-    [
-        (400, errors.BadRequest, 400),
-        (404, errors.NotFound, 404),
-        (409, errors.Conflict, 409),
-        (401, errors.KfpError, 502),
-        (403, errors.KfpError, 502),
-        (500, errors.KfpError, 502),
-        (503, errors.KfpError, 502),
-        (0, errors.KfpUnavailable, 503),
-    ],
+    [*KFP_ERROR_STATUSES, (0, errors.KfpUnavailable, 503)],  # 0: the SDK saw no answer
 )
 def test_each_kfp_status_becomes_one_typed_error(status, kind, http_status):
     mapped = http_error(_answer(status, {"message": "kfp says no"}), "get_run", "run 'r1'")

@@ -20,6 +20,7 @@ from kfadapter.localkfp.services import KfpServices
 from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import Store
 from kfadapter.serving import ServerThread
+from kfadapter.sqlitedb import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,9 @@ class LocalKfpServer:
     def start(self) -> LocalKfpServer:
         """Lock the data dir, bind the port, then start the executor, scheduler and HTTP server.
 
-        Raises DataDirInUse when another server uses the data dir and OSError when the
-        port cannot be bound; nothing is changed in the store in either case.
+        Raises DataDirInUse when another server uses the data dir, StoreError when its store
+        is of a newer release, and OSError when the port cannot be bound; nothing is changed
+        in the store in any of these cases.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_data_dir(self.data_dir)
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             server.start()
-        except DataDirInUse as error:
+        except (DataDirInUse, StoreError) as error:
             print(f"cannot start: {error}", file=sys.stderr)
             return 1
         except OSError as error:
