@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-concurrent-runs", type=int, default=2, help="runs executed at once (default 2)"
     )
     dev.add_argument("--no-sample", action="store_true", help="do not register the sample pipeline")
+    from kfadapter.localkfp.task_options import add_arguments
+
+    add_arguments(dev)
 
     serve = commands.add_parser(
         "serve",
@@ -140,6 +143,7 @@ def run_dev(args: argparse.Namespace) -> int:
     from kfadapter import observability
     from kfadapter.app import create_app
     from kfadapter.localkfp.server import LocalKfpServer
+    from kfadapter.localkfp.task_options import from_arguments
     from kfadapter.serving import ServerThread
     from kfadapter.sqlitedb import StoreError
 
@@ -161,6 +165,7 @@ def run_dev(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.kfp_port,
         max_concurrent_runs=args.max_concurrent_runs,
+        task_options=from_arguments(args),
     )
     try:
         kfp_server.start()

@@ -7,8 +7,8 @@ stand-in here that keeps runs where the test wants them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,28 @@ class RunUpdate:
     error: str | None  # message for a FAILED run
     finished_at: datetime | None  # UTC, when state is final
     started_at: datetime | None  # UTC, when the run left PENDING
+
+
+DEFAULT_MAX_PARALLEL_TASKS = 4
+"""Container tasks of one run that execute at once, unless --max-parallel-tasks says."""
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a run's tasks execute: their environments, and how many at once."""
+
+    env_cache: Path | None = None  # None: DATA_DIR/env-cache
+    env_cache_size: int | None = None  # bytes; None: environments.DEFAULT_CACHE_SIZE
+    image_packages: Mapping[str, Path] = field(default_factory=dict)  # image -> requirements
+    max_parallel_tasks: int = DEFAULT_MAX_PARALLEL_TASKS
+
+    def __post_init__(self) -> None:
+        if self.max_parallel_tasks < 1:
+            raise ValueError(
+                f"max_parallel_tasks must be at least 1, got {self.max_parallel_tasks}"
+            )
+        if self.env_cache_size is not None and self.env_cache_size < 1:
+            raise ValueError(f"env_cache_size must be positive, got {self.env_cache_size}")
 
 
 class Executor(Protocol):

@@ -2,9 +2,22 @@
 
 The worker reports progress as JSON lines on a pipe, one event per line:
 
-- ``{"event": "task_started", "task_id", "pod_name", "display_name", "time"}``
+- ``{"event": "task_started", "task_id", "pod_name", "display_name", "time",
+  "task_name", "parent", "kind"}``; the last three say where the task sits in the DAG
+  (optional: readers must accept events without them):
+
+  - ``kind``: ``"container"`` (a component), ``"importer"``, or ``"dag"`` (a nested
+    pipeline, a condition branch, a ``ParallelFor`` loop, or one iteration of a loop);
+  - ``task_name``: the task's key in its DAG in the pipeline spec (``add``,
+    ``for-loop-2``, ``condition-1``); for a loop iteration ``iteration-<index>``, and the
+    event also has ``"iteration": <index>``;
+  - ``parent``: the path of the enclosing DAG task, the task names from the root joined by
+    ``.``: ``""`` at the root, ``"for-loop-2"`` for an iteration of that loop,
+    ``"for-loop-2.iteration-1"`` for a task inside its second iteration.
+
 - ``{"event": "task_finished", "task_id", "state", "time", "error"}``
-  (state SUCCEEDED or FAILED; error is the component's error message or null)
+  (state SUCCEEDED or FAILED, or SKIPPED for a condition branch not taken, which is
+  reported as started and finished at once; error is the task's error message or null)
 - ``{"event": "run_finished", "state", "time", "error"}`` (state SUCCEEDED or FAILED)
 
 Times are RFC 3339 UTC strings. This module must stay cheap to import (no kfp).
@@ -17,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 TASK_STARTED = "task_started"
+KIND_CONTAINER, KIND_IMPORTER, KIND_DAG = "container", "importer", "dag"
 TASK_FINISHED = "task_finished"
 RUN_FINISHED = "run_finished"
 

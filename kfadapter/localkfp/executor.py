@@ -1,12 +1,13 @@
 """Executes the embedded KFP server's runs: one child process per run, bounded concurrency.
 
-Each run executes its pipeline spec with kfp.local in `python -m kfadapter.localkfp.worker`,
+Each run executes its pipeline spec in `python -m kfadapter.localkfp.worker` (its tasks with
+the options of `TaskOptions`: task environments, tasks at once),
 started in its own session (process group). The worker reports task progress as JSON lines on
 a pipe; a thread per active run turns those into `RunUpdate`s, which one delivery thread hands
 to `on_update` in order. Runs beyond `max_concurrent_runs` wait PENDING, first in first out.
 
 Files of a run, under DATA_DIR/runs/<run_id>/: spec.json, parameters.json, worker.log (the
-worker's own kfp.local log), logs/<node_id>.log (each task's output), outputs/ (the pipeline
+worker's own log), logs/<node_id>.log (each task's output), outputs/ (the pipeline
 root), tasks.json (the final task details).
 
 A task's node id is its `pod_name` in the task details: the task's name in the pipeline spec
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kfadapter.localkfp import execution_protocol as protocol
-from kfadapter.localkfp.execution import RunUpdate
+from kfadapter.localkfp.execution import RunUpdate, TaskOptions
 from kfadapter.localkfp.run_progress import RunProgress
 
 logger = logging.getLogger(__name__)
@@ -52,12 +53,14 @@ class RunExecutor:
         data_dir: Path,
         max_concurrent_runs: int,
         on_update: Callable[[RunUpdate], None],
+        task_options: TaskOptions | None = None,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError(f"max_concurrent_runs must be at least 1, got {max_concurrent_runs}")
         self._data_dir = Path(data_dir).resolve()
         self._max_concurrent_runs = max_concurrent_runs
         self._on_update = on_update
+        self._task_arguments = _task_arguments(self._data_dir, task_options or TaskOptions())
         self._lock = threading.Lock()
         self._pending: collections.OrderedDict[str, RunProgress] = collections.OrderedDict()
         self._active: dict[str, RunProgress] = {}
@@ -197,6 +200,7 @@ class RunExecutor:
                         str(write_fd),
                         "--parent-pid",
                         str(os.getpid()),
+                        *self._task_arguments,
                     ],
                     pass_fds=(write_fd,),
                     stdin=subprocess.DEVNULL,
@@ -321,6 +325,18 @@ class RunExecutor:
         except (OSError, ValueError):
             return []
         return tasks if isinstance(tasks, list) else []
+
+
+def _task_arguments(data_dir: Path, options: TaskOptions) -> list[str]:
+    """The worker's options for its tasks, defaults filled in."""
+    from kfadapter.localkfp.environments import DEFAULT_CACHE_SIZE
+
+    env_cache = Path(options.env_cache or data_dir / "env-cache").resolve()
+    size = options.env_cache_size or DEFAULT_CACHE_SIZE
+    arguments = ["--env-cache", str(env_cache), "--env-cache-size", str(size)]
+    for image, requirements in options.image_packages.items():
+        arguments += ["--image-packages", f"{image}={Path(requirements).resolve()}"]
+    return [*arguments, "--max-parallel-tasks", str(options.max_parallel_tasks)]
 
 
 def _child_environment() -> dict[str, str]:

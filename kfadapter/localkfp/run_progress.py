@@ -76,6 +76,8 @@ class RunProgress:
             return False
         stamp = protocol.to_rfc3339(moment)
         if kind == protocol.TASK_STARTED:
+            if event.get("kind") == "dag":
+                return False  # DAG tasks (sub-DAGs, loops, conditions) are not listed (yet)
             task_id = str(event.get("task_id"))
             self.tasks[task_id] = {
                 "run_id": self.run_id,

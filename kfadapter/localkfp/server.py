@@ -14,11 +14,12 @@ from typing import IO
 
 from kfadapter.localkfp.app import create_app
 from kfadapter.localkfp.auth import AuthConfig
-from kfadapter.localkfp.execution import Executor, ExecutorFactory, RunUpdate
+from kfadapter.localkfp.execution import Executor, ExecutorFactory, RunUpdate, TaskOptions
 from kfadapter.localkfp.scheduler import Scheduler
 from kfadapter.localkfp.services import KfpServices
 from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import Store
+from kfadapter.localkfp.task_options import add_arguments, from_arguments
 from kfadapter.serving import ServerThread
 from kfadapter.sqlitedb import StoreError
 
@@ -27,13 +28,17 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = "./kfadapter-data/local-kfp"
 
 
-def _make_executor(
-    data_dir: Path, max_concurrent_runs: int, on_update: Callable[[RunUpdate], None]
-) -> Executor:
-    """The run executor (kfp.local in a child process per run)."""
-    from kfadapter.localkfp.executor import RunExecutor
+def _executor_with(task_options: TaskOptions) -> ExecutorFactory:
+    """Builds the run executor (a child process per run) with these task options."""
 
-    return RunExecutor(data_dir, max_concurrent_runs, on_update)
+    def make_executor(
+        data_dir: Path, max_concurrent_runs: int, on_update: Callable[[RunUpdate], None]
+    ) -> Executor:
+        from kfadapter.localkfp.executor import RunExecutor
+
+        return RunExecutor(data_dir, max_concurrent_runs, on_update, task_options)
+
+    return make_executor
 
 
 class DataDirInUse(OSError):
@@ -58,6 +63,7 @@ class LocalKfpServer:
 
     executor_factory(data_dir, max_concurrent_runs, on_update) replaces the real
     RunExecutor (tests use it to hold runs in a given state without executing them);
+    `task_options` says how the real one runs tasks (environments, tasks at once);
     `sources` replaces the system clock and the random ids of new resources.
     """
 
@@ -75,6 +81,7 @@ class LocalKfpServer:
         *,
         executor_factory: ExecutorFactory | None = None,
         sources: Sources = SYSTEM,
+        task_options: TaskOptions | None = None,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be at least 1")
@@ -93,7 +100,8 @@ class LocalKfpServer:
             session_ttl=dex_session_ttl,
         )
         self.scheduler_interval = scheduler_interval
-        self._executor_factory = executor_factory or _make_executor
+        self.task_options = task_options or TaskOptions()
+        self._executor_factory = executor_factory or _executor_with(self.task_options)
         self._sources = sources
         self.store: Store | None = None
         self.services: KfpServices | None = None
@@ -175,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The `kfadapter local-kfp` command line."""
     parser = argparse.ArgumentParser(
         prog="kfadapter local-kfp",
-        description="Serve the Kubeflow Pipelines v2beta1 REST API locally; runs use kfp.local.",
+        description=(
+            "Serve the Kubeflow Pipelines v2beta1 REST API locally; runs really execute, "
+            "each task in an environment of its own."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8888, help="port (0 picks a free one)")
@@ -191,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="Dex sessions expire after this many seconds (default: never)",
     )
+    add_arguments(parser)
     return parser
 
 
@@ -208,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             dex_user=args.dex_user,
             dex_password=args.dex_password,
             dex_session_ttl=args.dex_session_ttl,
+            task_options=from_arguments(args),
         )
     except ValueError as error:
         parser.error(str(error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -192,7 +193,8 @@ def test_terminate_also_kills_components_that_ignore_sigterm(
 ):
     spec = spec_of(compiled["sleeps"])
     command = spec["deploymentSpec"]["executors"]["exec-sleep-for"]["container"]["command"]
-    command[2] = "trap '' TERM\n" + command[2]  # the component (and its python) ignore SIGTERM
+    # the component's program (sh -ec SCRIPT), and the python it starts, ignore SIGTERM
+    command[5] = "trap '' TERM\n" + command[5]
     executor = make_executor(1)
     executor.submit("stubborn", spec, {"seconds": 600})
     wait_component_running(executor, "stubborn", "sleep-for")
@@ -288,22 +290,138 @@ def test_sample_is_the_compiled_add_subtract_multiply(compiled):
     assert yaml.safe_load(sample.read_text()) == spec_of(compiled["add_subtract_multiply"])
 
 
-def test_components_use_our_interpreter_without_an_activated_venv(
-    compiled, make_executor, updates, monkeypatch
+def test_components_run_in_their_task_environment_without_an_activated_venv(
+    compiled, make_executor, updates, monkeypatch, tmp_path
 ):
-    """CI runs `.venv/bin/python -m pytest` with no venv on PATH: components still find it."""
+    """CI runs `.venv/bin/python -m pytest` with no venv on PATH: components find their task
+    environment's python first on PATH, and the server's interpreter not at all."""
     import sys
 
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     spec = spec_of(compiled["always_fails"])
     command = spec["deploymentSpec"]["executors"]["exec-fail"]["container"]["command"]
-    # ('python"3"' is not rewritten by kfp.local, which replaces the literal word)
-    command[2] = 'echo "PIP=$(command -v pip)"; echo "PY=$(command -v python"3")"\n' + command[2]
+    command[5] = 'echo "PY=$(command -v python3)"; echo "PATH=$PATH"\n' + command[5]
     executor = make_executor(1)
     executor.submit("which", spec, {"reason": "done"})
     assert "RuntimeError: done" in updates.final("which").error
 
     lines = executor.log_path("which", "fail").read_text().splitlines()
-    bin_dir = os.path.dirname(sys.executable)
-    assert f"PIP={bin_dir}/pip" in lines
-    assert f"PY={bin_dir}/python3" in lines
+    environments = tmp_path / "data" / "env-cache" / "envs"
+    python = next(line for line in lines if line.startswith("PY="))[3:]
+    assert Path(python).parent.parent.parent == environments.resolve()
+    path = next(line for line in lines if line.startswith("PATH="))[5:].split(os.pathsep)
+    assert os.path.dirname(sys.executable) not in path
+
+
+def _worker_events(spec: dict, parameters: dict, run_dir: Path, env_cache: Path) -> list[dict]:
+    """Run the worker on a spec; the events it wrote on its status pipe."""
+    import subprocess
+    import sys
+
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    (run_dir / "parameters.json").write_text(json.dumps(parameters))
+    read_fd, write_fd = os.pipe()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "kfadapter.localkfp.worker"),
+            *(str(run_dir / "spec.json"), str(run_dir / "parameters.json"), str(run_dir)),
+            *("--status-fd", str(write_fd), "--env-cache", str(env_cache)),
+            *("--env-cache-size", str(10**9), "--max-parallel-tasks", "4"),
+        ],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        lines = pipe.read().splitlines()
+    assert process.wait(timeout=DEADLINE_SECONDS) == 0
+    return [json.loads(line) for line in lines]
+
+
+def test_task_events_say_where_each_task_sits_in_the_dag(tmp_path):
+    """task_started carries kind, task_name and parent for component and DAG tasks (loops,
+    iterations, conditions); the executor's task details still list component tasks only."""
+    from kfadapter.localkfp.run_progress import RunProgress
+    from tests.localkfp.dsl_pipelines import compile_all
+
+    (tmp_path / "pipelines").mkdir()
+    compiled = compile_all(tmp_path / "pipelines")
+    cache = tmp_path / "env-cache"
+    loops = spec_of(compiled["loops"])
+    events = _worker_events(loops, {}, tmp_path / "loops", cache)
+    started = [event for event in events if event["event"] == "task_started"]
+    where = {(e["parent"], e["task_name"], e["kind"]) for e in started}
+    assert ("", "for-loop-1", "dag") in where
+    assert {("for-loop-1", f"iteration-{i}", "dag") for i in range(3)} <= where
+    assert {(f"for-loop-1.iteration-{i}", "square", "container") for i in range(3)} <= where
+    assert ("", "total", "container") in where
+    nested = [e for e in started if e["parent"].count(".") == 3 and e["kind"] == "container"]
+    assert len(nested) == 4  # multiply in each of the 2 x 2 inner iterations
+    iterations = [e for e in started if e["task_name"].startswith("iteration-")]
+    assert all(e["iteration"] == int(e["task_name"].split("-")[1]) for e in iterations)
+    finished = {e["task_id"]: e["state"] for e in events if e["event"] == "task_finished"}
+    assert set(finished) == {e["task_id"] for e in started}
+    assert set(finished.values()) == {"SUCCEEDED"}
+    assert events[-1]["event"] == "run_finished" and events[-1]["state"] == "SUCCEEDED"
+
+    progress = RunProgress.of("loops", loops, {}, tmp_path)
+    for event in events:
+        progress.handle_event(json.dumps(event).encode())
+    details = progress.task_details()
+    names = sorted({task["display_name"] for task in details})
+    assert names == [
+        "check-cubes",
+        "check-squares",
+        "make-numbers",
+        "multiply",
+        "multiply-2",
+        "square",
+        "square-2",
+        "total",
+        "total-2",
+    ]
+    assert len(details) == 5 + 6 + 1 + 2 + 2  # square, multiply, make-numbers, totals, checks
+
+    conditions = spec_of(compiled["conditions"])
+    events = _worker_events(conditions, {"number": 0, "expected": "zero"}, tmp_path / "c", cache)
+    started = {e["task_id"]: e for e in events if e["event"] == "task_started"}
+    ended = {
+        started[e["task_id"]]["task_name"]: e["state"]
+        for e in events
+        if e["event"] == "task_finished" and started[e["task_id"]]["kind"] == "dag"
+    }
+    # the If/Elif/Else group, and its three branches: only the Elif's was taken
+    assert ended == {
+        "condition-branches-1": "SUCCEEDED",
+        "condition-2": "SKIPPED",
+        "condition-3": "SUCCEEDED",
+        "condition-4": "SKIPPED",
+    }
+    say = [e for e in started.values() if e["display_name"].startswith("say")]
+    assert [(e["parent"], e["kind"]) for e in say] == [
+        ("condition-branches-1.condition-3", "container")
+    ]
+
+
+def test_a_parallel_for_over_artifacts_fails_as_on_kfps_backend(compiled, make_executor, updates):
+    """KFP's Argo compiler rejects artifact iterators (backend/src/v2/compiler/argocompiler/
+    dag.go: "artifact iterator not implemented yet"), so a run with one fails here too. The SDK
+    only makes them from pipeline outputs; the spec is the loops pipeline with its first loop's
+    iterator turned into an artifact iterator."""
+    from kfp import compiler
+
+    from tests.localkfp.dsl_pipelines import loops
+
+    path = Path(compiled["sleeps"]).parent / "artifact_loop.yaml"
+    compiler.Compiler().compile(loops, str(path))
+    spec = spec_of(path)
+    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
+    loop.pop("parameterIterator")
+    loop["artifactIterator"] = {"items": {"inputArtifact": "pipelinechannel--x"}, "itemInput": "y"}
+    executor = make_executor(1)
+    executor.submit("artifact-loop", spec, {})
+    final = updates.final("artifact-loop")
+    assert final.state == "FAILED"
+    assert "artifact iterator not implemented yet" in final.error
