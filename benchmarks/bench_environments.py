@@ -1,4 +1,4 @@
-"""Cost of task environments (kfadapter/localkfp/environments.py): cold, rebuilt, warm.
+"""Cost of task environments (kfadapter/localkfp/environments/): cold, rebuilt, warm.
 
 For the command kfp 2.17 compiles for a plain lightweight component (``pip install
 kfp==2.17.0 --no-deps``), and for one that also installs a tiny package from a local index:

@@ -1,4 +1,4 @@
-"""Per-task environments and their cache (kfadapter/localkfp/environments.py).
+"""Per-task environments and their cache (kfadapter/localkfp/environments/).
 
 The commands are those kfp 2.17 compiles for lightweight components
 (kfp/dsl/component_factory.py at 2.17.0: ``_get_packages_to_install_command``,
@@ -116,7 +116,7 @@ class InstallerCalls:
             self.calls.append(list(arguments))
             return real_run(arguments, *args, **kwargs)
 
-        monkeypatch.setattr(environments.subprocess, "run", counting_run)
+        monkeypatch.setattr(subprocess, "run", counting_run)
 
 
 @pytest.fixture(scope="module")

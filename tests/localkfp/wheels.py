@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kfadapter.localkfp.environments import _find_uv
+from kfadapter.localkfp.environments.installers import find_uv
 
 
 def uv_executable() -> str:
     """The uv the project pins (``uv`` package in the venv)."""
-    found = _find_uv()
+    found = find_uv()
     assert found is not None, "uv is in requirements.txt; install it into the venv"
     return found[0]
 
