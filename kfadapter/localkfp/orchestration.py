@@ -50,7 +50,7 @@ from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfadapter.localkfp import execution_protocol as protocol
-from kfadapter.localkfp.environments import EnvironmentBuildError
+from kfadapter.localkfp.environments import EnvironmentBuildError, PreparedCommand
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +63,15 @@ _ALL_UPSTREAM_COMPLETED = (
 
 TaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
+ExecutorSpec = pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec
 
 
 class Environments(Protocol):
     """What prepares a task's command (environments.TaskEnvironments)."""
 
-    def prepare(self, image: str, command: list[str]) -> contextlib.AbstractContextManager[Any]:
+    def prepare(
+        self, image: str, command: list[str]
+    ) -> contextlib.AbstractContextManager[PreparedCommand]:
         """The command to run in the task's environment, and the variables to add."""
         ...
 
@@ -208,12 +211,30 @@ class PipelineRunner:
         )
         for name, value in inputs.items():
             store.put_parent_input(name, value)
-        scope = Scope(path, resource_name, store)
         tasks: dict[str, TaskSpec] = dict(component.dag.tasks.items())
+        errors = self._run_tasks(tasks, Scope(path, resource_name, store))
+        if errors:
+            return Outcome(FAILED, error=errors[0])
+        try:
+            outputs = OrchestratorUtils.get_dag_outputs(
+                dag_outputs_spec=component.dag.outputs, io_store=store
+            )
+        except (ValueError, KeyError) as exc:
+            return _failure(exc)
+        return Outcome(SUCCEEDED, outputs)
+
+    def _run_tasks(self, tasks: dict[str, TaskSpec], scope: Scope) -> list[str]:
+        """Start each task of a DAG once its upstream tasks have ended; wait for all of them.
+
+        Returns the errors of the failed tasks, first failure first. Task statuses and
+        outputs go to the scope's store, for the tasks downstream and the DAG's outputs.
+        """
+        store = scope.store
         states: dict[str, str] = {}
         errors: list[str] = []
         with concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, len(tasks)), thread_name_prefix=f"dag{'-' + path if path else ''}"
+            max_workers=max(1, len(tasks)),
+            thread_name_prefix=f"dag{'-' + scope.path if scope.path else ''}",
         ) as pool:
             running: dict[concurrent.futures.Future[Outcome], str] = {}
             while len(states) < len(tasks):
@@ -237,7 +258,7 @@ class PipelineRunner:
                 )
                 for future in done:
                     name = running.pop(future)
-                    outcome = _result(future)
+                    outcome = _outcome_of(future)
                     states[name] = outcome.state
                     if outcome.state == FAILED:
                         errors.append(f"task {name!r} failed: {outcome.error}")
@@ -246,15 +267,7 @@ class PipelineRunner:
                     if outcome.state == SUCCEEDED:
                         for key, value in outcome.outputs.items():
                             store.put_task_output(name, key, value)
-        if errors:
-            return Outcome(FAILED, error=errors[0])
-        try:
-            outputs = OrchestratorUtils.get_dag_outputs(
-                dag_outputs_spec=component.dag.outputs, io_store=store
-            )
-        except (ValueError, KeyError) as exc:
-            return Outcome(FAILED, error=f"{type(exc).__name__}: {exc}")
-        return Outcome(SUCCEEDED, outputs)
+        return errors
 
     def _run_task(self, name: str, task: TaskSpec, scope: Scope) -> Outcome:
         """One task of a DAG: a loop, a sub-DAG (condition, nested pipeline) or a component."""
@@ -292,7 +305,7 @@ class PipelineRunner:
             outcome = body(scope.child_path(name))
         except Exception as exc:  # kfp.local's helpers raise on inputs they cannot resolve
             logger.exception("DAG task %s failed", name)
-            outcome = Outcome(FAILED, error=f"{type(exc).__name__}: {exc}")
+            outcome = _failure(exc)
         self._reporter.finished(task_id, display_name, "dag", outcome)
         return outcome
 
@@ -351,7 +364,7 @@ class PipelineRunner:
             max_workers=len(iterations), thread_name_prefix=f"loop-{name}"
         ) as pool:
             futures = [pool.submit(iteration, i, spec) for i, spec in enumerate(iterations)]
-            outcomes = [_result(future) for future in futures]
+            outcomes = [_outcome_of(future) for future in futures]
         failures = [outcome for outcome in outcomes if outcome.state != SUCCEEDED]
         if failures:
             return Outcome(FAILED, error=failures[0].error)
@@ -395,7 +408,7 @@ class PipelineRunner:
                 try:
                     arguments = OrchestratorUtils.make_task_arguments(task.inputs, scope.store)
                 except ValueError as exc:  # an input that no upstream task produced
-                    outcome = Outcome(FAILED, error=f"{type(exc).__name__}: {exc}")
+                    outcome = _failure(exc)
                     log.write(f"{outcome.error}\n")
                 else:
                     outcome = self._attempts(name, task, component, executor, arguments, scope, log)
@@ -407,7 +420,7 @@ class PipelineRunner:
         name: str,
         task: TaskSpec,
         component: ComponentSpec,
-        executor: pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec,
+        executor: ExecutorSpec,
         arguments: dict[str, Any],
         scope: Scope,
         log: TextIO,
@@ -423,14 +436,14 @@ class PipelineRunner:
         for attempt in range(retries + 1):
             try:
                 if executor.WhichOneof("spec") == "importer":
-                    outcome = self._import(name, task, component, executor, arguments, scope)
+                    outcome = self._import(task, component, executor, arguments, scope)
                 else:
                     outcome = self._execute(name, task, component, executor, arguments, scope, log)
             except EnvironmentBuildError as exc:  # retrying would not make the package appear
                 log.write(f"{exc}\n")
                 return Outcome(FAILED, error=str(exc))
             except Exception as exc:
-                outcome = Outcome(FAILED, error=f"{type(exc).__name__}: {exc}")
+                outcome = _failure(exc)
                 log.write(f"{outcome.error}\n")
             if outcome.state == SUCCEEDED or attempt == retries:
                 return outcome
@@ -442,10 +455,9 @@ class PipelineRunner:
 
     def _import(
         self,
-        name: str,
         task: TaskSpec,
         component: ComponentSpec,
-        executor: pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec,
+        executor: ExecutorSpec,
         arguments: dict[str, Any],
         scope: Scope,
     ) -> Outcome:
@@ -468,7 +480,7 @@ class PipelineRunner:
         name: str,
         task: TaskSpec,
         component: ComponentSpec,
-        executor: pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec,
+        executor: ExecutorSpec,
         arguments: dict[str, Any],
         scope: Scope,
         log: TextIO,
@@ -579,10 +591,15 @@ def _error_message(tail: collections.deque[str], return_code: int) -> str:
     return lines[-1] if lines else f"the component exited with code {return_code}"
 
 
-def _result(future: concurrent.futures.Future[Outcome]) -> Outcome:
+def _failure(exc: Exception) -> Outcome:
+    """A failed outcome whose error names the exception."""
+    return Outcome(FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
+def _outcome_of(future: concurrent.futures.Future[Outcome]) -> Outcome:
     """A task thread's outcome; an unexpected exception fails the task."""
     try:
         return future.result()
     except Exception as exc:
         logger.exception("a task thread failed")
-        return Outcome(FAILED, error=f"{type(exc).__name__}: {exc}")
+        return _failure(exc)

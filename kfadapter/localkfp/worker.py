@@ -112,17 +112,17 @@ def run_pipeline(
     except Exception as exc:
         error = reporter.first_failure or f"{type(exc).__name__}: {exc}"
         print(f"run failed: {error}", file=sys.stderr)
-        status.emit(
-            protocol.RUN_FINISHED,
-            state="FAILED",
-            error=error,
-            time=protocol.to_event_time(protocol.utc_now()),
-        )
+        _run_finished(status, "FAILED", error)
         return
+    _run_finished(status, "SUCCEEDED", None)
+
+
+def _run_finished(status: StatusWriter, state: str, error: str | None) -> None:
+    """Report the run's end, now."""
     status.emit(
         protocol.RUN_FINISHED,
-        state="SUCCEEDED",
-        error=None,
+        state=state,
+        error=error,
         time=protocol.to_event_time(protocol.utc_now()),
     )
 
@@ -146,8 +146,8 @@ def watch_parent(parent_pid: int) -> threading.Thread:
     return thread
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the run process."""
+def _parser() -> argparse.ArgumentParser:
+    """The worker's command line (see the module's usage)."""
     parser = argparse.ArgumentParser(prog="python -m kfadapter.localkfp.worker")
     parser.add_argument("spec", type=Path, help="pipeline spec (JSON)")
     parser.add_argument("parameters", type=Path, help="runtime parameters (JSON object)")
@@ -166,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what an image holds (repeatable)",
     )
     parser.add_argument("--max-parallel-tasks", type=int, required=True, help="tasks at once")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the run process."""
+    args = _parser().parse_args(argv)
     from kfadapter.localkfp.environments import parse_image_packages
 
     options = TaskOptions(
