@@ -161,6 +161,7 @@ def run_dev(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.kfp_port,
         max_concurrent_runs=args.max_concurrent_runs,
+        local_extras=True,  # a laptop: failed runs show why (docs/local-kfp.md)
     )
     try:
         kfp_server.start()

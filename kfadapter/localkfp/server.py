@@ -59,6 +59,9 @@ class LocalKfpServer:
     executor_factory(data_dir, max_concurrent_runs, on_update) replaces the real
     RunExecutor (tests use it to hold runs in a given state without executing them);
     `sources` replaces the system clock and the random ids of new resources.
+    `local_extras` turns on the deliberate differences from KFP 2.17 that help on a laptop
+    (a failed run's `error` says why; docs/local-kfp.md "Deliberate differences"); keep it
+    off wherever the server stands in for a cluster.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class LocalKfpServer:
         *,
         executor_factory: ExecutorFactory | None = None,
         sources: Sources = SYSTEM,
+        local_extras: bool = False,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be at least 1")
@@ -95,6 +99,7 @@ class LocalKfpServer:
         self.scheduler_interval = scheduler_interval
         self._executor_factory = executor_factory or _make_executor
         self._sources = sources
+        self.local_extras = local_extras
         self.store: Store | None = None
         self.services: KfpServices | None = None
         self._executor: Executor | None = None
@@ -120,7 +125,9 @@ class LocalKfpServer:
         self._lock_file = _lock_data_dir(self.data_dir)
         try:
             self.store = Store(self.data_dir / "kfp.sqlite3")
-            self.services = KfpServices.over(self.store, self._sources)
+            self.services = KfpServices.over(
+                self.store, self._sources, local_extras=self.local_extras
+            )
             try:
                 http = ServerThread(create_app(self.services, self.auth), self.host, self.port)
             except SystemExit:  # werkzeug exits when it cannot bind
@@ -191,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="Dex sessions expire after this many seconds (default: never)",
     )
+    parser.add_argument(
+        "--local-extras",
+        action="store_true",
+        help="deliberate differences from KFP 2.17 that help on a laptop, e.g. a failed "
+        "run's error says why (see docs/local-kfp.md); off by default, as on a cluster",
+    )
     return parser
 
 
@@ -208,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             dex_user=args.dex_user,
             dex_password=args.dex_password,
             dex_session_ttl=args.dex_session_ttl,
+            local_extras=args.local_extras,
         )
     except ValueError as error:
         parser.error(str(error))
