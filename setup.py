@@ -19,7 +19,6 @@ setup(
         "requests>=2.31",
         "PyYAML>=6",
         "prometheus-client>=0.20",
-        "croniter>=2",
         "swagger-ui-bundle>=1.1",
     ],
     extras_require={

@@ -211,7 +211,8 @@ def deep_token(store: Store, listable: q.Listable, offset: int, sort: str, desc:
     order = "DESC" if desc else "ASC"
     with store.db.read() as conn:
         row = conn.execute(
-            f"SELECT * FROM {listable.table} ORDER BY {column} {order}, id {order} "
+            f"SELECT *, {column} AS {q.SORT_VALUE} FROM {listable.table} "
+            f"ORDER BY {column} {order}, id {order} "
             "LIMIT 1 OFFSET ?",
             (offset,),
         ).fetchone()

@@ -166,6 +166,7 @@ def run_dev(args: argparse.Namespace) -> int:
         port=args.kfp_port,
         max_concurrent_runs=args.max_concurrent_runs,
         task_options=from_arguments(args),
+        local_extras=True,  # a laptop: failed runs show why (docs/local-kfp.md)
     )
     try:
         kfp_server.start()

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kfadapter.errors import Conflict, NotFound
+from kfadapter.errors import BadRequest, Conflict, NotFound
 from kfadapter.kfp import NewRun, PageRequest
 from kfadapter.kfp.flatten import (
     flatten_experiment,
@@ -197,7 +197,7 @@ class FakeKfp:
             for r in reversed(self.runs.values())
             if r["pipeline_version_reference"]["pipeline_id"] == pipeline_id
         ]
-        return {"runs": runs[: page_size or 100], "next_page_token": "", "total_size": len(runs)}
+        return {"runs": runs[: page_size or 100], "next_page_token": ""}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         self._record("get_run")
@@ -215,8 +215,14 @@ class FakeKfp:
         return flatten_run(self.runs[run_id])
 
     def terminate_run(self, run_id: str) -> None:
+        """As KFP: PENDING, RUNNING or PAUSED becomes CANCELING; any other state is a 400
+        (`storage/run_store.go` TerminateRun)."""
         self._record("terminate_run")
-        self._run(run_id)["state"] = "CANCELING"
+        run = self._run(run_id)
+        if run["state"] not in ("PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED"):
+            message = f"Failed to terminate a run {run_id}. Row not found"
+            raise BadRequest(f"KFP rejected run {run_id!r}: {message}", kfp_message=message)
+        run["state"] = "CANCELING"
 
     def run_states(self, run_ids: Collection[str]) -> dict[str, str]:
         self._record("run_states")

@@ -443,3 +443,19 @@ def test_every_json_answer_says_exactly_application_json_and_echoes_the_request_
         answer = fast_client.get(path, headers={"X-Request-ID": "req-42"})
         assert answer.headers["Content-Type"] == JSON, path
         assert answer.headers["X-Request-ID"] == "req-42", path
+
+
+@pytest.mark.parametrize("state", ["CANCELING", "SUCCEEDED", "FAILED"])
+def test_terminating_a_run_kfp_cannot_terminate_is_400_saying_its_state(
+    fast_client: FlaskClient, fake_kfp: FakeKfp, state: str
+) -> None:
+    """KFP terminates only PENDING, RUNNING or PAUSED runs and answers 400 otherwise
+    (`storage/run_store.go` TerminateRun): the adapter's 400 says the run's state."""
+    fake_kfp.add_pipeline("qoe", QOE_PARAMETERS)
+    run_id = fast_client.post("/trainingjobs/job-1/execution", json=TM_BODY).get_json()["run_id"]
+    fake_kfp.runs[run_id]["state"] = state
+    body = error_of(fast_client.delete(f"/runs/{run_id}"), 400)
+    assert body["run_state"] == state
+    assert f"it is {state}" in body["message"]
+    assert "Row not found" in body["kfp_message"]
+    assert fake_kfp.runs[run_id]["state"] == state

@@ -336,3 +336,28 @@ def test_a_form_with_too_many_parts_is_413_saying_so(adapter, compiled):
     body = _json(answer, 413)
     assert "more than 1000 parts" in body["message"]
     assert "larger than the limit" not in body["message"]
+
+
+def test_tm_uploads_kfp_would_refuse_are_json_400s_that_say_why(adapter, compiled, tmp_path):
+    """The TM's upload (part `file`, file name `file`) reaches KFP as pipeline.yaml, which
+    KFP's ReadPipelineFile needs (backend/src/apiserver/server/util.go). A name longer than
+    KFP stores (validation/length.go: 127 bytes for the first version, which takes the
+    pipeline's name) and a spec KFP refuses (template/v2_template.go: schemaVersion 2.1.0;
+    common/utils.go ValidatePipelineName: pipelineInfo.name) are 400s with KFP's reason."""
+    uploaded = _json(tm_upload(adapter, unique("plain"), compiled["always_fails"]))
+    assert uploaded["id"]
+    long_name = "é" * 64  # 128 bytes
+    body = _json(tm_upload(adapter, long_name, compiled["always_fails"]), 400)
+    assert "127 bytes" in body["message"]
+    spec = yaml.safe_load(compiled["always_fails"].read_text())
+    for change, words in (
+        ({"schemaVersion": "2.0.0"}, "2.1.0"),
+        ({"pipelineInfo": {"name": "Upper_Case"}}, "lowercase"),
+    ):
+        path = tmp_path / "changed.yaml"
+        path.write_text(yaml.safe_dump({**spec, **change}))
+        name = unique("refused")
+        body = _json(tm_upload(adapter, name, path), 400)
+        assert words in body["message"], body
+        _json(adapter.get(f"/pipelineIds/{name}"), 404)
+    _json(adapter.get(f"/pipelineIds/{long_name}"), 404)

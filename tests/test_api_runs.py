@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
+import requests
 
 from kfadapter.api.uploads import upload
 from kfadapter.app import create_app
-from kfadapter.kfp import PAGE_SIZE, KfConnect, NewRun
+from kfadapter.errors import KfpError
+from kfadapter.kfp import PAGE_SIZE, KfConnect, NewRun, PageRequest, filters
 from kfadapter.localkfp.server import LocalKfpServer
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
@@ -92,7 +95,7 @@ def test_get_run_has_the_older_keys_and_details(adapter, finished_runs):
     assert all(t["state"] == "SUCCEEDED" for t in run["tasks"])
     failed = adapter.get(f"/runs/{finished_runs['failing']}").json()
     assert failed["run_status"] == "FAILED"
-    assert failed["error"]
+    assert failed["error"] is None  # KFP 2.17's toApiRun (server/api_converter.go) fills none
 
 
 def test_unknown_runs_are_404(adapter):
@@ -106,14 +109,59 @@ def test_unknown_runs_are_404(adapter):
 
 
 def test_logs_of_every_task_or_one(adapter, finished_runs):
+    """Each task's own log, read by the executor pod its task details lead to.
+
+    KFP 2.17 gives no `pod_name` (`server/api_converter.go` `toApiPipelineTaskDetail`);
+    a task's child is its executor's Argo node id, whose pod is
+    `<workflow>-system-container-impl-<hash>` (`common/util/workflow.go`
+    `RetrievePodName`), the name `/apis/v1alpha1/runs/{run}/nodes/{node}/log` takes
+    (`resource/resource_manager.go` `ReadLog`). One get_run, then one log call per task.
+    """
     run_id = finished_runs["failing"]
+    mark = adapter.proxy.mark()
     tasks = adapter.get(f"/runs/{run_id}/logs").json()["tasks"]
+    calls = adapter.proxy.since(mark)
     assert [t["name"] for t in tasks] == ["fail"]
     assert "this component always fails" in tasks[0]["log"]
+    paths = [c.path.split("?")[0] for c in calls]
+    assert len(paths) == 2 and paths[0] == f"/pipeline/apis/v2beta1/runs/{run_id}"
+    node = re.fullmatch(rf"/pipeline/apis/v1alpha1/runs/{run_id}/nodes/(.+)/log", paths[1])
+    assert node and re.fullmatch(r"always-fails-\w{5}-system-container-impl-\d+", node[1])
     one = adapter.get(f"/runs/{run_id}/logs", params={"task": "fail"}).json()["tasks"]
     assert one == tasks
     missing = adapter.get(f"/runs/{run_id}/logs", params={"task": "nope"})
     assert missing.status_code == 404
+
+
+def test_each_task_gets_its_own_log(adapter, finished_runs):
+    """Four tasks, four logs, each of its own component; drivers and DAG nodes of KFP's
+    Argo node tree are not tasks of the pipeline and get no entry."""
+    run_id = finished_runs["older"]
+    mark = adapter.proxy.mark()
+    tasks = adapter.get(f"/runs/{run_id}/logs").json()["tasks"]
+    assert sorted(t["name"] for t in tasks) == ["add", "check-equals", "multiply", "subtract"]
+    for task in tasks:
+        assert task["error"] is None and task["state"] == "SUCCEEDED"
+        component = task["name"].replace("-", "_")
+        assert f"component `{component}`" in task["log"], task
+        others = {"add", "subtract", "multiply", "check_equals"} - {component}
+        assert not any(f"component `{other}`" in task["log"] for other in others)
+    assert adapter.proxy.count("GET", "/apis/v2beta1/runs/", since=mark) == 1
+    assert adapter.proxy.count("GET", "/apis/v1alpha1/runs/", since=mark) == 4
+
+
+def test_a_task_without_a_log_says_why(adapter, finished_runs, kfp_proxy):
+    """KFP answers 500 with `{"error_message", ...}` when it has no log for a node
+    (`server/run_log_server.go` `ReadRunLogV1`): the adapter reports `log: null`."""
+    run_id = finished_runs["failing"]
+    answer = requests.get(f"{kfp_proxy.url}/apis/v1alpha1/runs/{run_id}/nodes/fail/log", timeout=30)
+    assert answer.status_code == 500
+    assert answer.json()["error_message"].startswith(f"Failed to read logs for run {run_id}")
+    kfp = adapter.app.extensions["kfadapter"].kfconnect
+    with pytest.raises(KfpError) as failure:
+        kfp.task_log(run_id, "fail")
+    assert failure.value.details["kfp_status"] == 500
+    assert "Failed to read logs" in failure.value.message
 
 
 def test_terminate_a_running_run(adapter, uploaded):
@@ -122,29 +170,54 @@ def test_terminate_a_running_run(adapter, uploaded):
     answer = adapter.delete(f"/runs/{run_id}")
     assert answer.status_code == 200
     assert answer.json() == {"run_id": run_id, "status": "Terminated"}
-    assert wait_for_state(adapter, run_id)["state"] == "CANCELED"
+    # KFP on Argo ends a terminated run FAILED (its workflow's deadline is set to 0)
+    assert wait_for_state(adapter, run_id)["state"] == "FAILED"
+    again = adapter.delete(f"/runs/{run_id}")  # a finished run: KFP's 400, with its state
+    assert again.status_code == 400
+    assert again.json()["run_state"] == "FAILED" and "it is FAILED" in again.json()["message"]
 
 
-def test_runs_of_a_pipeline_newest_first_and_paged(adapter, finished_runs, uploaded):
+def test_runs_of_a_pipeline_newest_first_and_paged(adapter, finished_runs, uploaded, kfp_proxy):
+    """KFP 2.17 refuses a `pipeline_id` run filter (`model/run.go` `runAPIToModelFieldMap`,
+    `list.NewOptions`: 400); the adapter lists runs newest first and matches
+    `pipeline_version_reference.pipeline_id` (`server/api_converter.go` `toApiRun`)."""
     name = uploaded["add_subtract_multiply"]
+    pipeline_id = adapter.get(f"/pipelines/{name}").json()["id"]
+    refused = requests.get(
+        f"{kfp_proxy.url}/apis/v2beta1/runs",
+        params={"filter": filters.equals("pipeline_id", pipeline_id)},
+        timeout=30,
+    )
+    assert refused.status_code == 400
+
+    mark = adapter.proxy.mark()
     body = adapter.get(f"/pipelines/{name}/runs").json()
+    list_calls = [c for c in adapter.proxy.since(mark) if "/apis/v2beta1/runs?" in c.path]
+    assert len(list_calls) == 1  # every run of the namespace fits one page of 200
+    assert "filter" not in list_calls[0].path
+    assert "total_size" not in body
     ids = [r["run_id"] for r in body["runs"]]
     assert ids.index(finished_runs["newer"]) < ids.index(finished_runs["older"])
     assert finished_runs["failing"] not in ids
+    assert body["next_page_token"] == ""
     run = body["runs"][ids.index(finished_runs["older"])]
     assert run["pipeline_name"] == name
     assert run["experiment_name"] == "Default"
     assert run["pipeline_version_name"] == name
     assert run["state"] == "SUCCEEDED" and run["created_at"]
-    first = adapter.get(f"/pipelines/{name}/runs", params={"page_size": 1}).json()
-    assert len(first["runs"]) == 1 and first["next_page_token"]
-    second = adapter.get(
-        f"/pipelines/{body['pipeline_id']}/runs",
-        params={"page_size": 1, "page_token": first["next_page_token"]},
-    ).json()
-    assert second["runs"][0]["run_id"] != first["runs"][0]["run_id"]
-    assert second["runs"][0]["run_id"] in ids
+
+    paged, token = [], None
+    while True:
+        params = {"page_size": 1} | ({"page_token": token} if token else {})
+        page = adapter.get(f"/pipelines/{body['pipeline_id']}/runs", params=params).json()
+        paged += [r["run_id"] for r in page["runs"]]
+        token = page["next_page_token"]
+        if not token:
+            break
+    assert paged == ids  # complete, in order, nothing twice
     assert adapter.get(f"/pipelines/{name}/runs", params={"page_size": "x"}).status_code == 400
+    bad = adapter.get(f"/pipelines/{name}/runs", params={"page_token": "not-ours"})
+    assert bad.status_code == 400
 
 
 def test_listing_runs_makes_no_call_per_run(adapter, finished_runs):
@@ -195,8 +268,6 @@ def test_kfp_calls_grow_with_pages_not_runs(crowded_kfp, compiled, tmp_path):
                 )
                 created += 1
             mark = proxy.mark()
-            import requests
-
             listed = requests.get(adapter.url + "/runs", timeout=60).json()
             assert len(listed) == total  # every run, names shared by many included
             counts[total] = proxy.count("GET", "/apis/v2beta1/runs?", since=mark)
@@ -245,3 +316,60 @@ def test_dot_ids_are_404_and_never_reach_another_kfp_route(adapter, method, path
     assert sent() == []
     adapter.get("/runs/no-such-run", headers={"X-Request-ID": request_id})
     assert len(sent()) == 1  # an ordinary id does reach KFP, tagged with the request id
+
+
+def test_runs_of_a_pipeline_among_many_read_page_by_page(crowded_kfp, compiled, tmp_path):
+    """5 runs of one pipeline around 210 of another: pages of the adapter cost the KFP
+    pages of 200 runs that must be read to fill them, and together hold every run once."""
+    server, proxy = crowded_kfp
+    settings = Settings(
+        kfp_endpoint=proxy.url + "/pipeline", data_dir=tmp_path, tracking_enabled=False
+    )
+    kfp = KfConnect(settings)
+    ours = upload(kfp, unique("ours"), compiled["sleeps"].read_bytes())
+    others = upload(kfp, unique("others"), compiled["sleeps"].read_bytes())
+    experiment = kfp.find_experiment("Default")
+
+    def start(pipeline: dict, count: int) -> list[str]:
+        return [
+            kfp.create_run(
+                NewRun(
+                    name="r",
+                    experiment_id=experiment["experiment_id"],
+                    pipeline_id=pipeline["id"],
+                    version_id=pipeline["version_id"],
+                    parameters={"seconds": 30.0},
+                )
+            )["run_id"]
+            for _ in range(count)
+        ]
+
+    oldest = start(ours, 3)
+    start(others, 210)
+    newest = start(ours, 2)
+    expected = list(reversed(oldest + newest))  # newest first
+    total = kfp.list_runs(PageRequest(page_size=1))["total_size"]  # every run of the server
+    adapter = ServerThread(create_app(settings)).start()
+    try:
+        mark = proxy.mark()
+        first = requests.get(
+            f"{adapter.url}/pipelines/{ours['id']}/runs", params={"page_size": 4}, timeout=60
+        ).json()
+        assert [r["run_id"] for r in first["runs"]] == expected[:4]
+        assert proxy.count("GET", "/apis/v2beta1/runs?", since=mark) == 2  # 200 + the rest
+
+        mark = proxy.mark()
+        second = requests.get(
+            f"{adapter.url}/pipelines/{ours['id']}/runs",
+            params={"page_size": 4, "page_token": first["next_page_token"]},
+            timeout=60,
+        ).json()
+        assert [r["run_id"] for r in second["runs"]] == expected[4:]
+        assert second["next_page_token"] == ""
+        # from KFP's second page (where the first adapter page stopped) to the last one
+        assert proxy.count("GET", "/apis/v2beta1/runs?", since=mark) == math.ceil(total / 200) - 1
+
+        whole = requests.get(f"{adapter.url}/pipelines/{ours['id']}/runs", timeout=60).json()
+        assert [r["run_id"] for r in whole["runs"]] == expected
+    finally:
+        adapter.stop()

@@ -191,6 +191,14 @@ def test_dev_serves_adapter_with_sample_pipeline(dev_process):
     assert state == "SUCCEEDED"
     assert requests.get(f"{url}/trainingjobs/job1", timeout=30).json()["run_id"] == run_id
 
+    # dev turns on the embedded server's local extras: a failed run's error says why
+    wrong = json.loads(suggested.group(1))
+    wrong["arguments"]["expected"] = "44"
+    failed = requests.post(f"{url}/trainingjobs/job2/execution", json=wrong, timeout=60).json()
+    run_id = failed["run_id"]
+    assert wait_until(final_state, timeout=180, step=0.3) == "FAILED"
+    assert "expected 44" in requests.get(f"{url}/runs/{run_id}", timeout=30).json()["error"]
+
     assert process.terminate() == 0
     assert (data_dir / "local-kfp").is_dir()
 

@@ -223,9 +223,12 @@ def test_receiver_down_for_a_while_then_up_gets_it(adapter: Served, pipelines, r
     wait_until(lambda: adapter.job(job["trainingjob_id"])["notification"]["status"] == "delivered")
 
 
-def test_terminated_run_is_not_notified_but_a_run_canceled_in_kfp_is(
+def test_terminated_run_is_not_notified_but_a_run_terminated_in_kfp_is(
     adapter: Served, pipelines, receiver, kfp_client
 ):
+    """A run terminated in KFP itself ends FAILED (KFP on Argo: its workflow's deadline is
+    set to 0 and Argo fails it), and the TM hears FAILED; one terminated through the
+    adapter is not notified."""
     through_adapter = adapter.execute(unique("job-del"), pipelines["sleeps"], seconds="120")
     in_kfp = adapter.execute(unique("job-cancel"), pipelines["sleeps"], seconds="120")
     for job in (through_adapter, in_kfp):
@@ -234,12 +237,12 @@ def test_terminated_run_is_not_notified_but_a_run_canceled_in_kfp_is(
     assert answer.status_code == 200, answer.text
     kfp_client.terminate_run(in_kfp["run_id"])
     for job in (through_adapter, in_kfp):
-        _wait_kfp_state(kfp_client, job["run_id"], {"CANCELED"})
+        _wait_kfp_state(kfp_client, job["run_id"], {"FAILED"})
     wait_until(lambda: receiver.for_run(in_kfp["run_id"]), timeout=30)
     assert receiver.for_run(in_kfp["run_id"]) == [
-        _expected(in_kfp["trainingjob_id"], in_kfp["run_id"], "CANCELED")
+        _expected(in_kfp["trainingjob_id"], in_kfp["run_id"], "FAILED")
     ]
-    time.sleep(5 * POLL)  # several polls after KFP shows CANCELED
+    time.sleep(5 * POLL)  # several polls after KFP shows FAILED
     assert receiver.for_run(through_adapter["run_id"]) == []
     job = adapter.job(through_adapter["trainingjob_id"])
     assert job["notification"]["status"] == "untracked"

@@ -128,7 +128,11 @@ def delete_version(id_or_name: str, version: str):
 
 @bp.get("/pipelines/<id_or_name>/runs")
 def pipeline_runs(id_or_name: str):
-    """The runs of a pipeline, newest first, a page at a time (page_size, page_token)."""
+    """The runs of a pipeline, newest first, a page at a time (page_size, page_token).
+
+    KFP cannot filter runs by pipeline: KfConnect.runs_of_pipeline reads the namespace's
+    runs newest first until the page is full, so the answer has no `total_size`.
+    """
     checked_name(id_or_name, "pipeline id or name")
     pipeline = kfp().resolve_pipeline(id_or_name)
     page = kfp().runs_of_pipeline(

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from kfadapter.api.common import checked_name, kfp, services
-from kfadapter.errors import BadRequest, NotFound
+from kfadapter.errors import AdapterError, BadRequest, KfpError, NotFound
 
 bp = Blueprint("runs", __name__)
 
@@ -55,12 +55,33 @@ def get_run(run_id: str):
 
 @bp.delete("/runs/<run_id>")
 def terminate_run(run_id: str):
-    """Terminate a run; a run started for a training job is then no longer notified."""
+    """Terminate a run; a run started for a training job is then no longer notified.
+
+    KFP terminates only a PENDING, RUNNING or PAUSED run; for any other (one finished, or
+    already being terminated) it answers 400, which is passed on with the run's state.
+    """
     checked_name(run_id, "run id")
     tracker = services().tracker
-    with tracker.untracking(run_id) if tracker is not None else nullcontext():
-        kfp().terminate_run(run_id)
+    try:
+        with tracker.untracking(run_id) if tracker is not None else nullcontext():
+            kfp().terminate_run(run_id)
+    except BadRequest as error:
+        raise _not_terminable(run_id, error) from None
     return jsonify({"run_id": run_id, "status": "Terminated"})
+
+
+def _not_terminable(run_id: str, error: BadRequest) -> BadRequest:
+    """KFP's refusal to terminate a run, saying the run's state (when KFP tells it)."""
+    try:
+        state = kfp().get_run(run_id)["state"]
+    except AdapterError:
+        return error
+    return BadRequest(
+        f"run {run_id!r} cannot be terminated: it is {state}; KFP terminates only a PENDING, "
+        "RUNNING or PAUSED run",
+        run_state=state,
+        **error.details,
+    )
 
 
 @bp.get("/runs/<run_id>/logs")
@@ -74,9 +95,10 @@ def run_logs(run_id: str):
 def task_logs(run_id: str, task: str | None) -> list[dict[str, Any]]:
     """The log of each task of a run (or of the task with this name or id).
 
-    KFP serves logs by node id: a task's pod name on a cluster, its task id on the
-    embedded server; both are tried. A task whose log KFP does not have gets
-    `"log": null` and the reason in `error`.
+    KFP serves logs by pod name; a task's `pods` are the pods that ran its component
+    (kfadapter/kfp/flatten.py `run_tasks`): one KFP call per pod until one answers. A task
+    whose log KFP does not serve (no pod yet, a sub-pipeline, a pod gone without an
+    archived log: KFP then answers 500) gets `"log": null` and the reason in `error`.
     """
     tasks = kfp().get_run(run_id)["tasks"]
     if task is not None:
@@ -86,12 +108,16 @@ def task_logs(run_id: str, task: str | None) -> list[dict[str, Any]]:
     logs = []
     for entry in tasks:
         text, error = None, "KFP has no log for this task"
-        for node_id in (n for n in [*entry["pods"], entry["task_id"]] if n):
+        for pod in entry["pods"]:
             try:
-                text, error = kfp().task_log(run_id, node_id), None
+                text, error = kfp().task_log(run_id, pod), None
                 break
             except (NotFound, BadRequest) as failure:
                 error = failure.details.get("kfp_message") or failure.message
+            except KfpError as failure:
+                if failure.details.get("kfp_status") != 500:
+                    raise
+                error = failure.message
         logs.append(
             {
                 "task_id": entry["task_id"],

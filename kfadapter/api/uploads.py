@@ -24,6 +24,9 @@ def upload(
     A new version of a known pipeline is named `version_name`, else the next free whole
     number after 1 ("2", "3", ...), as the older adapter did.
     """
+    _check_length(name, "pipeline name")
+    if version_name is not None:
+        _check_length(version_name, "version name")
     existing = kfp.find_pipeline(name)
     if existing is None:
         if version_name not in (None, name):
@@ -44,6 +47,22 @@ def upload(
         existing, version_name or next_version_name(taken), package, description=description
     )
     return _answer(name, pipeline_id, version)
+
+
+MAX_NAME_BYTES = 127
+"""The longest name (UTF-8 bytes) KFP 2.17 stores for a pipeline version
+(`validation/length.go`); an upload's first version takes the pipeline's name, so a
+pipeline name must fit too (KFP's own limit for it is 128)."""
+
+
+def _check_length(name: str, what: str) -> None:
+    """400 saying so when KFP would refuse the name for its length."""
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise BadRequest(
+            f"{what} {name[:40]!r}... is {size} bytes in UTF-8; KFP accepts at most "
+            f"{MAX_NAME_BYTES} bytes"
+        )
 
 
 def next_version_name(taken: Collection[str]) -> str:

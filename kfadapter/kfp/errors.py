@@ -84,7 +84,8 @@ def http_error(error: Any, operation: str, subject: str | None) -> AdapterError:
 
 
 def kfp_message(body: Any) -> str:
-    """The message of KFP's JSON error body ({"error", "code", "message"}), else its text."""
+    """The message of KFP's JSON error body ({"error", "code", "message"}, or the upload and
+    log routes' {"error_message", "error_details"}), else its text."""
     if body is None:
         return ""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
@@ -93,7 +94,7 @@ def kfp_message(body: Any) -> str:
     except ValueError:
         document = None
     if isinstance(document, dict):
-        for key in ("message", "error"):
+        for key in ("message", "error", "error_message"):
             if isinstance(document.get(key), str) and document[key].strip():
                 return document[key].strip()[:MAX_MESSAGE]
     if "<html" in text[:500].lower():

@@ -95,22 +95,58 @@ def flatten_run(raw: dict[str, Any]) -> dict[str, Any]:
             {"state": entry.get("state") or "", "update_time": iso(entry.get("update_time"))}
             for entry in raw.get("state_history") or []
         ],
-        "tasks": [_flatten_task(task) for task in details.get("task_details") or []],
+        "tasks": run_tasks(details.get("task_details") or []),
     }
 
 
-def _flatten_task(raw: dict[str, Any]) -> dict[str, Any]:
-    """One task of a run: id, name, state, times, error, pods."""
-    return {
-        "task_id": raw.get("task_id") or "",
-        "name": raw.get("display_name") or "",
-        "state": raw.get("state") or "",
-        "created_at": iso(raw.get("create_time")),
-        "started_at": iso(raw.get("start_time")),
-        "finished_at": iso(raw.get("end_time")),
-        "error": _error_text(raw.get("error")),
-        "pods": [c.get("pod_name") for c in raw.get("child_tasks") or [] if c.get("pod_name")],
+def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pipeline's own tasks among a v2 run's task details, each with its pods.
+
+    On Argo, KFP 2.17 reports every node of the workflow (`server/api_converter.go`,
+    `toModelTasks`): the workflow's own node (named as the workflow), `root` and
+    `root-driver`, and for each task `T` a `T-driver` pod, the `T` node and, for a
+    container, its `executor` pod. Only the `T` entries are kept. None carries a pod
+    name; their `child_tasks` are Argo node ids `<workflow>-<hash>`, and the pod of a
+    child that runs a component is `<workflow>-system-container-impl-<hash>`
+    (`common/util/workflow.go` `RetrievePodName`, Argo's POD_NAMES v2): those are a
+    task's `pods`, the node ids its log is read by.
+    """
+    names = {raw.get("display_name") or "" for raw in details}
+    workflows = {
+        child["pod_name"].rpartition("-")[0]
+        for raw in details
+        for child in raw.get("child_tasks") or []
+        if child.get("pod_name")
     }
+    system = {"root", "root-driver", "executor", *workflows}
+    tasks = []
+    for raw in details:
+        name = raw.get("display_name") or ""
+        if name in system or (name.endswith("-driver") and name[: -len("-driver")] in names):
+            continue
+        tasks.append(
+            {
+                "task_id": raw.get("task_id") or "",
+                "name": name,
+                "state": raw.get("state") or "",
+                "created_at": iso(raw.get("create_time")),
+                "started_at": iso(raw.get("start_time")),
+                "finished_at": iso(raw.get("end_time")),
+                "error": _error_text(raw.get("error")),
+                "pods": [
+                    _executor_pod(child["pod_name"])
+                    for child in raw.get("child_tasks") or []
+                    if child.get("pod_name")
+                ],
+            }
+        )
+    return tasks
+
+
+def _executor_pod(node_id: str) -> str:
+    """The name of the pod that runs a component, from its Argo node id."""
+    workflow, _, digits = node_id.rpartition("-")
+    return f"{workflow}-system-container-impl-{digits}"
 
 
 def flatten_recurring_run(raw: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +201,8 @@ def iso(value: Any) -> str | None:
     """An RFC 3339 / ISO-8601 date from KFP as ISO-8601 text; None when unset."""
     if not value or not isinstance(value, str):
         return None
-    if value.startswith("1970-01-01T00:00:00"):
-        return None  # KFP's "never" (zero timestamp)
+    if value.startswith(("1970-01-01T00:00:00", "0001-01-01T00:00:00")):
+        return None  # KFP's "never": Unix time 0, or Go's zero time (a task not ended)
     return value
 
 

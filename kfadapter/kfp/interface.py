@@ -133,7 +133,7 @@ class KfpClient(Protocol):
     def runs_of_pipeline(
         self, pipeline_id: str, *, page_size: int | None = None, page_token: str | None = None
     ) -> dict[str, Any]:
-        """One page of a pipeline's runs, newest first: {"runs", ...}."""
+        """One page of a pipeline's runs, newest first: {"runs", "next_page_token"}."""
         ...
 
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -153,7 +153,7 @@ class KfpClient(Protocol):
         ...
 
     def task_log(self, run_id: str, node_id: str) -> str:
-        """The log text of one node of a run."""
+        """The log text of one pod of a run (a name from a task's `pods`)."""
         ...
 
     def all_recurring_runs(self) -> list[dict[str, Any]]:

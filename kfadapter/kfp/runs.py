@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from kfadapter.errors import Conflict
+from kfadapter.errors import BadRequest, Conflict
 from kfadapter.kfp import filters
 from kfadapter.kfp.flatten import (
     flatten_experiment,
@@ -106,15 +108,40 @@ class RunCalls:
     def runs_of_pipeline(
         self, pipeline_id: str, *, page_size: int | None = None, page_token: str | None = None
     ) -> dict[str, Any]:
-        """One page of a pipeline's runs, newest first."""
-        return self.list_runs(
-            PageRequest(
-                page_size=page_size or 100,
-                page_token=page_token,
+        """One page of a pipeline's runs, newest first: {"runs", "next_page_token"}.
+
+        KFP 2.17 has no run filter on the pipeline (`model/run.go`: a `pipeline_id` key is a
+        400), so the namespace's runs are read newest first, PAGE_SIZE a call, and those
+        whose `pipeline_version_reference` names this pipeline are kept; reading stops as
+        soon as the page is full. `next_page_token` is the adapter's own: KFP's token of
+        the page holding the next run to look at, and how many of that page's runs were
+        looked at already. It is empty once every run has been looked at.
+        """
+        size = page_size or 100
+        kfp_token, skip = _resume(page_token)
+        found: list[dict[str, Any]] = []
+        while True:
+            answer = self._kfp.read(
+                "list_runs",
+                self._kfp.apis.runs.run_service_list_runs,
+                page_size=PAGE_SIZE,
+                page_token=kfp_token or None,
                 sort_by="created_at desc",
-                filter=filters.equals("pipeline_id", pipeline_id),
+                namespace=self._namespace,
             )
-        )
+            runs = answer.get("runs") or []
+            for index in range(skip, len(runs)):
+                run = flatten_run(runs[index])
+                if run["pipeline_id"] != pipeline_id:
+                    continue
+                if len(found) == size:  # one more on the page read: the next page starts here
+                    return {"runs": found, "next_page_token": _resume_token(kfp_token, index)}
+                found.append(run)
+            kfp_token, skip = answer.get("next_page_token") or "", 0
+            if not kfp_token:
+                return {"runs": found, "next_page_token": ""}
+            if len(found) == size:
+                return {"runs": found, "next_page_token": _resume_token(kfp_token, 0)}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """One run with its parameters, error, state history and task states."""
@@ -159,7 +186,8 @@ class RunCalls:
         return states
 
     def task_log(self, run_id: str, node_id: str) -> str:
-        """A task's log text from KFP's `/apis/v1alpha1/runs/{run}/nodes/{node}/log`."""
+        """A pod's log text from KFP's `/apis/v1alpha1/runs/{run}/nodes/{node}/log`
+        (`node`: the pod's name; a run's tasks name their pods in `tasks[].pods`)."""
         return self._kfp.read_text(
             "get_run_log",
             TASK_LOG_PATH,
@@ -199,3 +227,23 @@ class RunCalls:
             subject=f"recurring run {recurring_run_id!r}",
         )
         return flatten_recurring_run(answer)
+
+
+def _resume_token(kfp_token: str, skip: int) -> str:
+    """The adapter's page token of `runs_of_pipeline`: KFP's page token and a count."""
+    text = json.dumps({"kfp": kfp_token, "skip": skip}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _resume(token: str | None) -> tuple[str, int]:
+    """(KFP's page token, runs of that page to skip) of an adapter page token."""
+    if not token:
+        return "", 0
+    try:
+        document = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        kfp_token, skip = document["kfp"], document["skip"]
+    except (ValueError, TypeError, KeyError, UnicodeError):
+        raise BadRequest("page_token is not a token this endpoint gave") from None
+    if not isinstance(kfp_token, str) or not isinstance(skip, int) or not 0 <= skip < PAGE_SIZE:
+        raise BadRequest("page_token is not a token this endpoint gave")
+    return kfp_token, skip

@@ -23,6 +23,11 @@ GRPC_CODES = {
 }
 # The gRPC code KFP gives refusals that depend on a resource's state.
 FAILED_PRECONDITION = 9
+# gRPC ABORTED: KFP's util.NewBadRequestError (delete the Default experiment, retry a run
+# that did not fail), which grpc-gateway answers with HTTP 409.
+ABORTED = 10
+# gRPC INTERNAL: KFP's util.NewInternalServerError (HTTP 500).
+INTERNAL = 13
 
 
 class ApiError(Exception):
@@ -35,9 +40,19 @@ class ApiError(Exception):
         self.code = code
 
     def body(self) -> dict[str, Any]:
-        """KFP's error body: {"error", "code", "message", "details"}."""
+        """grpc-gateway v2's error body, a google.rpc.Status: {"code", "message", "details"}
+        (`runtime.DefaultHTTPErrorHandler`; v1's "error" key is gone)."""
         code = self.code if self.code is not None else GRPC_CODES.get(self.status, 2)
-        return {"error": self.message, "code": code, "message": self.message, "details": []}
+        return {"code": code, "message": self.message, "details": []}
+
+
+class UploadError(ApiError):
+    """An error of the upload endpoints, which answer `{"error_message", "error_details"}`
+    (`server/pipeline_upload_server.go`, `writeErrorToResponse`), not grpc-gateway's body."""
+
+    def body(self) -> dict[str, Any]:
+        """The upload endpoints' error body."""
+        return {"error_message": self.message, "error_details": self.message}
 
 
 def bad_request(message: str) -> ApiError:

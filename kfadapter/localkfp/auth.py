@@ -30,7 +30,12 @@ from kfadapter.localkfp.apierrors import ApiError
 
 SESSION_COOKIE = "authservice_session"
 LOGIN_PATH = "/dex/auth/local/login"
-OPEN_PATHS = ("/apis/v2beta1/healthz", "/pipeline/apis/v2beta1/healthz")
+OPEN_PATHS = (
+    "/apis/v2beta1/healthz",
+    "/pipeline/apis/v2beta1/healthz",
+    "/apis/v1beta1/healthz",
+    "/pipeline/apis/v1beta1/healthz",
+)
 
 
 @dataclass

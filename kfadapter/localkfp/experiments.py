@@ -7,7 +7,7 @@ from typing import Any
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp import validation as v
 from kfadapter.localkfp import views
-from kfadapter.localkfp.apierrors import FAILED_PRECONDITION, ApiError
+from kfadapter.localkfp.apierrors import ABORTED, ApiError
 from kfadapter.localkfp.fields import EXPERIMENTS
 from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import ExperimentStore
@@ -17,19 +17,19 @@ DEFAULT_DESCRIPTION = "All runs created without specifying an experiment are gro
 
 
 class ExperimentService:
-    """Experiments: names unique per namespace, a `Default` one always there."""
+    """Experiments: names unique (in the one namespace ""), a `Default` one always there."""
 
     def __init__(self, store: ExperimentStore, sources: Sources = SYSTEM) -> None:
         self._store = store
         self._sources = sources
 
     def create_experiment(self, body: Any) -> dict[str, Any]:
-        """POST /experiments: names are unique per namespace (409)."""
+        """POST /experiments: names are unique (409); a namespace given is dropped, as a
+        single-user KFP does."""
         body = v.json_object(body, "experiment")
-        name = v.name(v.text(body, "display_name", "experiment"), "Experiment")
-        row = self._new_row(
-            name, v.text(body, "description", "experiment"), v.text(body, "namespace", "experiment")
-        )
+        name = v.experiment_name(body)
+        namespace = v.single_user_namespace(v.text(body, "namespace", "experiment"))
+        row = self._new_row(name, v.text(body, "description", "experiment"), namespace)
         self._store.insert(row)
         return views.experiment_json(row)
 
@@ -38,14 +38,23 @@ class ExperimentService:
         return views.experiment_json(self.experiment_row(experiment_id))
 
     def list_experiments(self, args: dict[str, Any]) -> dict[str, Any]:
-        """GET /experiments?namespace=."""
-        query = q.from_args(EXPERIMENTS, args, q.scope(args, "namespace"))
+        """GET /experiments (a namespace given limits nothing on a single-user KFP)."""
+        query = q.from_args(EXPERIMENTS, args, {"namespace": v.single_user_namespace("")})
         return views.page("experiments", views.experiment_json, self._store.list(query))
 
     def delete_experiment(self, experiment_id: str) -> dict[str, Any]:
-        """DELETE /experiments/{id}: also deletes its recurring runs; its runs remain."""
+        """DELETE /experiments/{id}: its runs and recurring runs remain (KFP's
+        DeleteExperiment); the `Default` experiment cannot be deleted (409, ABORTED)."""
+        default = self._store.find_by_name("", DEFAULT_EXPERIMENT)
+        if default is not None and default["id"] == experiment_id:
+            raise ApiError(
+                409,
+                f"Failed to delete experiment {experiment_id}. The default experiment cannot "
+                "be deleted",
+                ABORTED,
+            )
         self.experiment_row(experiment_id)
-        self._store.delete_with_recurring_runs(experiment_id)
+        self._store.delete(experiment_id)
         return {}
 
     def archive_experiment(self, experiment_id: str) -> dict[str, Any]:
@@ -78,17 +87,11 @@ class ExperimentService:
         return self._store.insert_unless_named(row)
 
     def for_new_run(self, experiment_id: str) -> dict[str, Any]:
-        """The experiment a new run goes to: the given one, else `Default`; 400 if archived."""
+        """The experiment a new run goes to: the given one (404 when unknown; an archived
+        one too, as KFP's GetValidExperimentNamespacePair allows), else `Default`."""
         if not experiment_id:
             return self.default_experiment("")
-        row = self.experiment_row(experiment_id)
-        if row["storage_state"] == "ARCHIVED":
-            raise ApiError(
-                400,
-                f"Experiment {experiment_id} is archived; unarchive it to create runs in it",
-                FAILED_PRECONDITION,
-            )
-        return row
+        return self.experiment_row(experiment_id)
 
     def _new_row(self, name: str, description: str, namespace: str) -> dict[str, Any]:
         return {

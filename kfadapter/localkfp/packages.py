@@ -1,4 +1,4 @@
-"""Reading uploaded pipeline packages: KFP v2 IR as YAML or JSON, alone or in .zip / .tar.gz.
+"""Reading pipeline packages: KFP v2 IR as YAML or JSON, alone or in a .zip / .tar.gz.
 
 The stored form is what KFP returns as a version's `pipeline_spec`: the IR document
 itself, or `{"pipeline_spec": IR, "platform_spec": PLATFORM}` when the package also
@@ -34,37 +34,33 @@ PIPELINE_SPEC_FIELDS = {
     "defaultPipelineRoot",
     "default_pipeline_root",
 }
-_PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+SCHEMA_VERSION = "2.1.0"  # the only IR schema version KFP 2.17 accepts
+_YAML_SUFFIXES = (".yaml", ".yml")
+_ARCHIVE_PIPELINE_FILE = "pipeline.yaml"
 
 
-def _choose_member(names: list[str]) -> str:
-    """The pipeline file of an archive: pipeline.yaml, else the only YAML/JSON file."""
-    candidates = [
-        name
-        for name in names
-        if name.lower().endswith(_PIPELINE_FILE_SUFFIXES)
-        and not name.rsplit("/", 1)[-1].startswith(".")
-    ]
-    for preferred in ("pipeline.yaml", "pipeline.yml", "pipeline.json"):
-        for name in candidates:
-            if name.rsplit("/", 1)[-1] == preferred:
-                return name
-    if not candidates:
-        raise bad_request("Invalid package: the archive holds no pipeline YAML or JSON file")
-    if len(candidates) > 1:
+def _archive_member(names: list[str], kind: str) -> str:
+    """The pipeline file of an archive as KFP picks it (`server/util.go`, `ReadPipelineFile`):
+    the member named exactly pipeline.yaml, else the first member, which must be YAML."""
+    if not names:
+        raise bad_request(f"Invalid package: the {kind} archive is empty")
+    if _ARCHIVE_PIPELINE_FILE in names:
+        return _ARCHIVE_PIPELINE_FILE
+    if not names[0].endswith(_YAML_SUFFIXES):
         raise bad_request(
-            "Invalid package: the archive holds several YAML/JSON files and none is "
-            f"pipeline.yaml: {', '.join(sorted(candidates)[:5])}"
+            f"Invalid package: expecting a pipeline.yaml file inside the {kind}, got {names[0]!r}"
         )
-    return candidates[0]
+    return names[0]
 
 
 def _from_zip(data: bytes) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            infos = [info for info in archive.infolist() if not info.is_dir()]
-            member = _choose_member([info.filename for info in infos])
+            infos = archive.infolist()
+            member = _archive_member([info.filename for info in infos], "zip")
             info = archive.getinfo(member)
+            if info.is_dir():
+                raise bad_request(f"Invalid package: {member} in the zip is a directory")
             if info.file_size > MAX_PACKAGE_BYTES:
                 raise bad_request(f"Invalid package: {member} is larger than 32 MiB")
             return archive.read(member)
@@ -74,15 +70,15 @@ def _from_zip(data: bytes) -> bytes:
 
 def _from_tar(data: bytes) -> bytes:
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            members = {member.name: member for member in archive if member.isfile()}
-            name = _choose_member(list(members))
-            member = members[name]
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            members = archive.getmembers()
+            name = _archive_member([member.name for member in members], "tarball")
+            member = next(m for m in members if m.name == name)
             if member.size > MAX_PACKAGE_BYTES:
                 raise bad_request(f"Invalid package: {name} is larger than 32 MiB")
-            handle = archive.extractfile(member)
+            handle = archive.extractfile(member) if member.isfile() else None
             if handle is None:
-                raise bad_request(f"Invalid package: cannot read {name}")
+                raise bad_request(f"Invalid package: cannot read {name} in the tarball")
             return handle.read()
     except (tarfile.TarError, OSError, EOFError) as error:
         raise bad_request(f"Invalid package: not a readable .tar.gz archive ({error})") from None
@@ -102,6 +98,12 @@ def validate_pipeline_spec(spec: Any, where: str = "pipeline spec") -> dict[str,
         raise bad_request(
             f"Invalid {where}: unknown fields {', '.join(map(repr, unknown[:5]))}; "
             "expected a KFP v2 pipeline spec (pipelineInfo, root, components, deploymentSpec)"
+        )
+    schema_version = spec.get("schemaVersion", spec.get("schema_version", ""))
+    if schema_version != SCHEMA_VERSION:
+        raise bad_request(
+            f"Invalid {where}: KFP only supports schema version {SCHEMA_VERSION}, but the "
+            f"pipeline spec has version {schema_version!r}"
         )
     info = spec.get("pipelineInfo", spec.get("pipeline_info"))
     if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not info["name"]:
@@ -224,37 +226,36 @@ def parse_documents(text: str) -> dict[str, Any]:
     return spec
 
 
-def parse_package(data: bytes) -> dict[str, Any]:
-    """The stored spec of an uploaded package (YAML, JSON, .zip or .tar.gz); 400 if invalid."""
+def read_pipeline_file(data: bytes, filename: str) -> str:
+    """The text of the pipeline file in an uploaded or fetched package; 400 if unreadable.
+
+    As KFP's `ReadPipelineFile` (`server/util.go`): a file named *.yaml, *.yml or *.json is
+    read as it is; otherwise a .zip or .tar.gz is recognised by its first bytes; anything
+    else is refused.
+    """
     if not data or not data.strip():
         raise bad_request("Invalid package: the uploaded file is empty")
     if len(data) > MAX_PACKAGE_BYTES:
         raise bad_request("Invalid package: the file is larger than 32 MiB")
-    if data[:4] == b"PK\x03\x04":
+    if filename.endswith((*_YAML_SUFFIXES, ".json")):
+        pass
+    elif data[:2] == b"PK":
         data = _from_zip(data)
-    elif data[:2] == b"\x1f\x8b" or data[257:262] == b"ustar":
+    elif data[:2] == b"\x1f\x8b":
         data = _from_tar(data)
+    else:
+        raise bad_request(
+            f"Invalid package: unexpected pipeline file format of {filename!r}; KFP reads "
+            ".zip, .tar.gz, .json or YAML (a file named *.yaml, *.yml or *.json)"
+        )
     if not data.strip():
         raise bad_request("Invalid package: the pipeline file is empty")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise bad_request(
-            "Invalid package: the file is neither UTF-8 YAML/JSON nor a .zip/.tar.gz archive"
-        ) from None
-    return parse_documents(text)
+        raise bad_request("Invalid package: the pipeline file is not UTF-8 YAML or JSON") from None
 
 
-def fetch_package(url: str) -> dict[str, Any]:
-    """The spec of the package behind a package_url (http/https only)."""
-    if not url.startswith(("http://", "https://")):
-        raise bad_request(f"package_url {url!r} must be an http(s) URL")
-    import requests
-
-    try:
-        response = requests.get(url, timeout=10)
-    except requests.RequestException as error:
-        raise bad_request(f"Failed to download the package at {url}: {error}") from None
-    if response.status_code != 200:
-        raise bad_request(f"Failed to download the package at {url}: HTTP {response.status_code}")
-    return parse_package(response.content)
+def parse_package(data: bytes, filename: str) -> dict[str, Any]:
+    """The stored spec of a package file: read (`read_pipeline_file`), then validated."""
+    return parse_documents(read_pipeline_file(data, filename))

@@ -1,7 +1,10 @@
 """List queries as KFP does them: page size, opaque page tokens, sort_by and filter predicates.
 
-Everything becomes one SQL statement (plus one COUNT) with keyset pagination on
-(sort column, id), so a deep page costs the same as the first one.
+KFP parses them in `backend/src/apiserver/list/list.go` (NewOptions, NewOptionsFromToken),
+`filter/filter.go` and `server/list_request_util.go` (validatedListOptions); the filter is a
+v2beta1 `Filter` message read by protojson, so unknown fields are refused and camelCase
+names accepted. Everything becomes one SQL statement (plus one COUNT) with keyset
+pagination on (sort column, id), so a deep page costs the same as the first one.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from kfadapter.localkfp.apierrors import bad_request, parse_json_text, require_json_value
 from kfadapter.localkfp.timefmt import parse_rfc3339
@@ -23,10 +27,14 @@ MAX_IN_VALUES = 10_000  # keeps an IN list under every SQLite build's bound-para
 # Whole seconds whose microseconds (and the next second's) still fit SQLite's 64-bit integers.
 _MAX_SECONDS = INT64_MAX // 1_000_000 - 1
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 STRING = "string"
 TIME = "time"  # integer microseconds in the store; compared at whole seconds like KFP
 ENUM = "enum"  # a string column holding an enum name (state, storage_state, ...)
+METRIC_PREFIX = "metric:"  # runs sort by a run metric (`model/run.go`, GetField)
+TAG_PREFIX = "tags."  # pipelines and versions filter on a tag (`server/pipeline_server.go`)
+SORT_VALUE = "_sort_value"  # the alias under which a page's rows carry their sort value
 
 OPERATIONS = {
     "EQUALS": 1,
@@ -47,6 +55,7 @@ _COMPARISON_SQL = {
     "LESS_THAN": "<",
     "LESS_THAN_EQUALS": "<=",
 }
+_PREDICATE_KEYS = {"key", "operation"}
 _VALUE_KEYS = {
     "string_value": "stringValue",
     "int_value": "intValue",
@@ -68,13 +77,26 @@ class Column:
 
 @dataclass(frozen=True)
 class Listable:
-    """What one list endpoint exposes: table, fields by API name, default sort."""
+    """What one list endpoint exposes: table, the fields clients may sort and filter on by
+    API name, the request parameters that limit it (`scopes`, e.g. experiment_id), default
+    sort, and whether it sorts by `metric:<name>` (runs) or filters on `tags.<key>`."""
 
     kind: str
     table: str
     fields: dict[str, Column]
     default_sort: str = "created_at"
     key: str = "id"
+    scopes: dict[str, str] = field(default_factory=dict)  # request parameter -> SQL column
+    metric_sort: bool = False
+    tag_filter: bool = False
+
+    def sort_column(self, name: str) -> Column | None:
+        """The column behind a sort field, None when the field is not sortable here."""
+        if name in self.fields:
+            return self.fields[name]
+        if self.metric_sort and name.startswith(METRIC_PREFIX):
+            return Column("NULL")  # no run here reports metrics: every value is NULL
+        return None
 
 
 @dataclass
@@ -93,13 +115,18 @@ class ListQuery:
 
 
 def parse_page_size(raw: str | int | None) -> int:
-    """KFP's rule: 0/absent means 20, negative is an error, above 200 is capped at 200."""
+    """KFP's rule: 0/absent means 20, negative is an error, above 200 is capped at 200.
+
+    page_size is an int32 query parameter: grpc-gateway refuses anything else (a number
+    beyond 32 bits included) with a 400.
+    """
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    try:
-        size = int(raw)
-    except (TypeError, ValueError):
-        raise bad_request(f"page_size must be an integer, got {raw!r}") from None
+    if isinstance(raw, bool) or not (isinstance(raw, int) or _DECIMAL.fullmatch(str(raw))):
+        raise bad_request(f"page_size must be an integer, got {raw!r}")
+    size = int(raw)
+    if not -(2**31) <= size < 2**31:
+        raise bad_request(f"page_size is out of the 32-bit integer range: {raw!r}")
     if size < 0:
         raise bad_request(f"The page size should be greater than 0. Got {size}")
     if size == 0:
@@ -117,29 +144,50 @@ def parse_sort(listable: Listable, sort_by: str | None) -> tuple[str, bool]:
         )
     if not words:
         return listable.default_sort, False
-    if words[0] not in listable.fields:
+    if listable.sort_column(words[0]) is None:
         allowed = ", ".join(sorted(listable.fields))
+        extra = f" or {METRIC_PREFIX}<name>" if listable.metric_sort else ""
         raise bad_request(
-            f"Invalid sorting field: {words[0]!r} on {listable.kind}; sortable fields: {allowed}"
+            f"Invalid sorting field: {words[0]!r} on {listable.kind}; sortable fields: "
+            f"{allowed}{extra}"
         )
     return words[0], len(words) == 2 and words[1] == "desc"
 
 
+def query_unescape(text: str) -> str:
+    """The filter text as KFP reads it: URL-unescaped once more after the query string's own
+    decoding (`server/list_request_util.go`, parseAPIFilter: Go's url.QueryUnescape), so
+    `+` is a space, `%XX` a byte, and a `%` without two hex digits a 400."""
+    if "%" not in text and "+" not in text:
+        return text
+    if _BAD_ESCAPE.search(text):
+        raise bad_request(f"failed to parse valid filter from {text[:200]!r}: invalid URL escape")
+    try:
+        return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("failed to parse valid filter: it is not UTF-8 once unescaped") from None
+
+
 def _predicate_operation(predicate: dict[str, Any]) -> str:
-    raw = predicate.get("operation", predicate.get("op"))
+    """The operation as protojson reads an enum: its exact name or its number."""
+    raw = predicate.get("operation")
     if isinstance(raw, bool):
         raw = None
     if isinstance(raw, int) and raw in _OPERATION_BY_NUMBER:
         return _OPERATION_BY_NUMBER[raw]
-    if isinstance(raw, str):
-        name = raw.strip().upper()
-        if name in OPERATIONS:
-            return name
-        if name.isdigit() and int(name) in _OPERATION_BY_NUMBER:
-            return _OPERATION_BY_NUMBER[int(name)]
+    if isinstance(raw, str) and raw in OPERATIONS:
+        return raw
     raise bad_request(
         f"filter predicate has an invalid operation {raw!r}; one of {', '.join(OPERATIONS)}"
     )
+
+
+def _check_predicate_fields(predicate: dict[str, Any]) -> None:
+    """400 for a field the v2beta1 Predicate message does not have (protojson's rule)."""
+    known = _PREDICATE_KEYS | set(_VALUE_KEYS) | set(_VALUE_KEYS.values())
+    unknown = sorted(set(predicate) - known)
+    if unknown:
+        raise bad_request(f"filter predicate has unknown fields: {', '.join(unknown)}")
 
 
 def _predicate_value(predicate: dict[str, Any]) -> tuple[str, Any]:
@@ -164,6 +212,8 @@ def _scalar(kind: str, key: str, value_field: str, value: Any) -> Any:
             return max(-_MAX_SECONDS, min(seconds, _MAX_SECONDS))
         if value_field in ("int_value", "long_value", "int_values", "long_values"):
             seconds = parse_int64(value, f"filter value for {key!r}")
+            if value_field.startswith("int_") and not -(2**31) <= seconds < 2**31:
+                raise bad_request(f"filter {value_field} for {key!r} is not an int32: {value!r}")
             return max(-_MAX_SECONDS, min(seconds, _MAX_SECONDS))  # beyond: before/after all
         raise bad_request(f"filter on {key!r} needs a timestamp_value or an int_value")
     if value_field not in ("string_value", "string_values"):
@@ -190,10 +240,6 @@ def parse_int64(value: Any, what: str) -> int:
     return value
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _time_clause(column: str, operation: str, seconds: int) -> tuple[str, list[Any]]:
     """A whole-second comparison as an index-friendly range on microseconds."""
     low, high = seconds * 1_000_000, (seconds + 1) * 1_000_000
@@ -215,7 +261,7 @@ def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
     if raw is None or raw == "":
         return [], []
     if isinstance(raw, str):
-        document = parse_json_text(raw, "filter")
+        document = parse_json_text(query_unescape(raw), "filter")
     else:
         document = require_json_value(raw, "filter")
     if not isinstance(document, dict):
@@ -233,21 +279,31 @@ def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
     for predicate in predicates:
         if not isinstance(predicate, dict):
             raise bad_request(f"filter predicate must be an object, got {predicate!r}")
+        _check_predicate_fields(predicate)
         key = predicate.get("key")
-        if not isinstance(key, str) or key not in listable.fields:
-            allowed = ", ".join(sorted(listable.fields))
-            raise bad_request(
-                f"filter key {key!r} is not a field of {listable.kind}; allowed: {allowed}"
-            )
-        column = listable.fields[key]
+        if not isinstance(key, str) or not key:
+            raise bad_request(f"filter predicate key must be a non-empty string, got {key!r}")
         operation = _predicate_operation(predicate)
         value_field, value = _predicate_value(predicate)
+        if listable.tag_filter and key.startswith(TAG_PREFIX):
+            clause, clause_params = _tag_clause(listable, key, operation, value_field, value)
+            conditions.append(clause)
+            params.extend(clause_params)
+            continue
+        if key not in listable.fields:
+            allowed = ", ".join(sorted(listable.fields))
+            extra = f" or {TAG_PREFIX}<key>" if listable.tag_filter else ""
+            raise bad_request(
+                f"no support for filtering on unrecognized field {key!r} of {listable.kind}; "
+                f"allowed: {allowed}{extra}"
+            )
+        column = listable.fields[key]
         if operation == "IN":
             if value_field not in ("string_values", "int_values", "long_values"):
                 raise bad_request(f"IN on {key!r} needs string_values, int_values or long_values")
             values = value.get("values") if isinstance(value, dict) else None
-            if not isinstance(values, list):
-                raise bad_request(f'IN on {key!r} needs {{"values": [...]}}')
+            if not isinstance(values, list) or set(value) != {"values"}:
+                raise bad_request(f'IN on {key!r} needs {{"values": [...]}} and nothing else')
             if len(values) > MAX_IN_VALUES:
                 raise bad_request(f"IN on {key!r} takes at most {MAX_IN_VALUES} values")
             if not values:
@@ -269,8 +325,9 @@ def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
         if operation == "IS_SUBSTRING":
             if column.kind == TIME:
                 raise bad_request(f"IS_SUBSTRING is not supported on {key!r}")
-            conditions.append(f"{column.sql} LIKE ? ESCAPE '\\'")
-            params.append(f"%{_escape_like(scalar)}%")
+            # KFP puts the value into LIKE '%value%' as it is: % and _ stay wildcards
+            conditions.append(f"{column.sql} LIKE ?")
+            params.append(f"%{scalar}%")
         elif column.kind == TIME:
             clause, clause_params = _time_clause(column.sql, operation, scalar)
             conditions.append(clause)
@@ -279,6 +336,25 @@ def parse_filter(listable: Listable, raw: Any) -> tuple[list[str], list[Any]]:
             conditions.append(f"{column.sql} {_COMPARISON_SQL[operation]} ?")
             params.append(scalar)
     return conditions, params
+
+
+def _tag_clause(
+    listable: Listable, key: str, operation: str, value_field: str, value: Any
+) -> tuple[str, list[Any]]:
+    """`tags.<key>` EQUALS a string: rows whose tags hold that key with that value."""
+    tag = key[len(TAG_PREFIX) :]
+    if not tag:
+        raise bad_request(f"filter key {key!r} names no tag")
+    if operation != "EQUALS" or value_field != "string_value" or not isinstance(value, str):
+        raise bad_request(
+            f"filter on tag {key!r} supports only EQUALS with a string_value, got "
+            f"{operation} with {value_field}"
+        )
+    clause = (
+        f"EXISTS (SELECT 1 FROM json_each({listable.table}.tags) "
+        "WHERE json_each.key = ? AND json_each.value = ?)"
+    )
+    return clause, [tag, value]
 
 
 def encode_token(payload: dict[str, Any]) -> str:
@@ -309,7 +385,7 @@ def decode_token(token: str, listable: Listable) -> dict[str, Any]:
         or not isinstance(desc, bool)
         or not (isinstance(after, list) and len(after) == 2 and isinstance(after[1], str))
         or not isinstance(scope, dict)
-        or not all(k in listable.fields and isinstance(v, str) for k, v in scope.items())
+        or not all(k in listable.scopes and isinstance(v, str) for k, v in scope.items())
         or not isinstance(payload.get("filter"), str | dict | None)
     ):
         raise bad_request(invalid)
@@ -333,12 +409,18 @@ def build_query(
     filter_json: Any,
     scope: dict[str, str] | None = None,
 ) -> ListQuery:
-    """A ListQuery from the request's list arguments; a page token carries sort and filter."""
+    """A ListQuery from the request's list arguments; a page token carries sort and filter.
+
+    With a page token, a sort_by or filter given as well must mean the same as the token's
+    (KFP: `server/list_request_util.go`, validatedListOptions), else 400.
+    """
     size = parse_page_size(page_size)
     scope = {key: value for key, value in (scope or {}).items() if value}
     if page_token:
         payload = decode_token(page_token, listable)
         sort_field = payload["sort"]
+        if sort_by or filter_json not in (None, ""):
+            _require_token_match(listable, payload, sort_by, filter_json)
         filter_json = payload.get("filter")
         token_scope = payload.get("scope") or {}
         for key, value in scope.items():  # e.g. the pipeline of /pipelines/{id}/versions
@@ -355,10 +437,30 @@ def build_query(
         query = ListQuery(listable, size, sort_field, desc, filter_json)
     conditions, params = parse_filter(listable, query.filter_json)
     for key, value in scope.items():
-        conditions.append(f"{listable.fields[key].sql} = ?")
+        conditions.append(f"{listable.scopes[key]} = ?")
         params.append(value)
     query.conditions, query.params, query.scope = conditions, params, scope
     return query
+
+
+def _require_token_match(
+    listable: Listable, payload: dict[str, Any], sort_by: str | None, filter_json: Any
+) -> None:
+    """400 unless the request's sort_by and filter mean what the page token's do."""
+    sort_field, desc = parse_sort(listable, sort_by)
+    column = listable.sort_column(sort_field)
+    same_sort = (column.sql if column else None, desc) == (
+        listable.fields[payload["sort"]].sql,
+        payload["desc"],
+    )
+    if not same_sort or parse_filter(listable, filter_json) != parse_filter(
+        listable, payload.get("filter")
+    ):
+        raise bad_request(
+            "page token does not match the supplied sort by and/or filtering criteria. "
+            "Either specify the same criteria or leave the latter empty if page token is "
+            "specified."
+        )
 
 
 def from_args(
@@ -385,7 +487,7 @@ def scope(args: dict[str, Any], *keys: str) -> dict[str, str]:
 def select_sql(query: ListQuery, columns: str) -> tuple[str, list[Any], str, list[Any]]:
     """(page SQL, its params, count SQL, its params) for the query."""
     listable = query.listable
-    sort_sql = listable.fields[query.sort_field].sql
+    sort_sql = _sort_sql(query)
     where = list(query.conditions)
     params = list(query.params)
     count_where = " AND ".join(where) if where else "1"
@@ -394,7 +496,8 @@ def select_sql(query: ListQuery, columns: str) -> tuple[str, list[Any], str, lis
         params.extend(query.after)
     order = "DESC" if query.desc else "ASC"
     sql = (
-        f"SELECT {columns} FROM {listable.table} WHERE {' AND '.join(where) if where else '1'} "
+        f"SELECT {columns}, {sort_sql} AS {SORT_VALUE} FROM {listable.table} "
+        f"WHERE {' AND '.join(where) if where else '1'} "
         f"ORDER BY {sort_sql} {order}, {listable.key} {order} LIMIT ?"
     )
     params.append(query.page_size + 1)
@@ -402,9 +505,23 @@ def select_sql(query: ListQuery, columns: str) -> tuple[str, list[Any], str, lis
     return sql, params, count_sql, list(query.params)
 
 
+def _sort_sql(query: ListQuery) -> str:
+    column = query.listable.sort_column(query.sort_field)
+    assert column is not None  # parse_sort and decode_token admit only sortable fields
+    return column.sql
+
+
 def next_token(query: ListQuery, row: dict[str, Any]) -> str:
-    """The token of the page starting at row (the first row past this page)."""
-    column = query.listable.fields[query.sort_field].sql
+    """The token of the page starting at row (the first row past this page).
+
+    Sorted by a run metric the row does not have, KFP cannot make a token and answers 400
+    (`list/list.go`, nextPageToken: "cannot sort by field"); no run here has metrics.
+    """
+    if query.sort_field not in query.listable.fields:
+        raise bad_request(
+            f"cannot sort by field {query.sort_field!r} on type {query.listable.kind!r}: "
+            "a run on the next page has no such metric"
+        )
     return encode_token(
         {
             "kind": query.listable.kind,
@@ -412,6 +529,6 @@ def next_token(query: ListQuery, row: dict[str, Any]) -> str:
             "desc": query.desc,
             "filter": query.filter_json if query.filter_json not in ("", None) else None,
             "scope": query.scope,
-            "after": [row[column], row[query.listable.key]],
+            "after": [row[SORT_VALUE], row[query.listable.key]],
         }
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from typing import Any
 
 from kfadapter.localkfp import query as q
@@ -11,12 +13,14 @@ from kfadapter.localkfp import views
 from kfadapter.localkfp.apierrors import ApiError
 from kfadapter.localkfp.experiments import ExperimentService
 from kfadapter.localkfp.fields import RECURRING_RUNS
-from kfadapter.localkfp.runs import RunService
+from kfadapter.localkfp.runs import DEFAULT_SERVICE_ACCOUNT, RunService
 from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import RecurringRunStore, dumps, loads
 from kfadapter.localkfp.triggers import Trigger, parse_trigger
 
 log = logging.getLogger(__name__)
+
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName characters
 
 
 class RecurringRunService:
@@ -38,13 +42,17 @@ class RecurringRunService:
         """POST /recurringruns."""
         body = v.json_object(body, "recurring_run")
         name = v.name(v.text(body, "display_name", "recurring_run"), "Recurring run")
+        no_catchup = v.optional_bool(body, "no_catchup", "recurring_run")
+        mode = v.recurring_mode(body)
+        service_account = v.text(body, "service_account", "recurring_run")
         experiment = self._experiments.for_new_run(v.text(body, "experiment_id", "recurring_run"))
         source = self._runs.resolve_source(body, "recurring_run")
         runtime_config = v.runtime_config(body, "recurring_run")
-        _trigger, shown = parse_trigger(body.get("trigger"))
+        v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
         max_concurrency = v.max_concurrency(body.get("max_concurrency"))
-        no_catchup = v.optional_bool(body, "no_catchup", "recurring_run")
-        mode = v.recurring_mode(body)
+        # KFP validates the request first and fails on a missing trigger only when it makes
+        # the scheduled workflow (a 500), so the trigger is read last.
+        _trigger, shown = parse_trigger(body.get("trigger"))
         now = self.sources.clock()
         row = {
             "id": self.sources.new_id(),
@@ -53,14 +61,15 @@ class RecurringRunService:
             "namespace": experiment["namespace"],
             "experiment_id": experiment["id"],
             "pipeline_id": source.pipeline_id,
-            "pipeline_version_id": source.pipeline_version_id,
+            # only a pipeline_id: each trigger runs the newest version at that time
+            "pipeline_version_id": source.pipeline_version_id if _names_version(body) else "",
             "pipeline_spec": source.pipeline_spec,
             "runtime_config": dumps(runtime_config) if runtime_config else None,
-            "service_account": v.text(body, "service_account", "recurring_run"),
+            "service_account": service_account or DEFAULT_SERVICE_ACCOUNT,
             "max_concurrency": max_concurrency,
             "no_catchup": 1 if no_catchup else 0,
             "trigger_spec": dumps({"shown": shown, "request": body.get("trigger")}),
-            "status": "DISABLED" if mode == "DISABLE" else "ENABLED",
+            "status": "ENABLED" if mode == "ENABLE" else "DISABLED",
             "created_at": now,
             "updated_at": now,
             "last_fire_at": 0,
@@ -75,8 +84,13 @@ class RecurringRunService:
         return views.recurring_run_json(self._store.existing(recurring_run_id))
 
     def list_recurring_runs(self, args: dict[str, Any]) -> dict[str, Any]:
-        """GET /recurringruns?experiment_id=&namespace= (the list key is `recurringRuns`)."""
-        query = q.from_args(RECURRING_RUNS, args, q.scope(args, "experiment_id", "namespace"))
+        """GET /recurringruns?experiment_id= (the list key is `recurringRuns`): an unknown
+        experiment is a 404, a namespace limits nothing (`server/job_server.go`, listJobs)."""
+        experiment_id = args.get("experiment_id", "")
+        if experiment_id:
+            self._experiments.experiment_row(experiment_id)
+        scope = {"experiment_id": experiment_id, "namespace": v.single_user_namespace("")}
+        query = q.from_args(RECURRING_RUNS, args, scope)
         return views.page("recurringRuns", views.recurring_run_json, self._store.list(query))
 
     def set_recurring_enabled(self, recurring_run_id: str, enabled: bool) -> dict[str, Any]:
@@ -117,19 +131,19 @@ class RecurringRunService:
     def fire_recurring_run(self, row: dict[str, Any], scheduled_us: int) -> str | None:
         """Start one run of a recurring run for the given schedule time; its id, or None."""
         index = row["fire_count"] + 1
-        resource_id = f"{row['display_name']}-{index}"
+        resource_id = f"{workflow_name(row)}-{index}"
         body: dict[str, Any] = {
-            # KFP's scheduled workflow names its runs "<name>-<index>-<fnv32a(name-index)>"
+            # as KFP's scheduled workflow names its runs (`NextResourceName`)
             "display_name": f"{resource_id}-{fnv32a(resource_id)}",
             "description": row["description"],
             "experiment_id": row["experiment_id"],
-            "service_account": row["service_account"],
+            "service_account": row["service_account"] or DEFAULT_SERVICE_ACCOUNT,
         }
-        if row["pipeline_version_id"]:
-            body["pipeline_version_reference"] = {
-                "pipeline_id": row["pipeline_id"],
-                "pipeline_version_id": row["pipeline_version_id"],
-            }
+        if row["pipeline_id"] or row["pipeline_version_id"]:
+            reference = {"pipeline_id": row["pipeline_id"]}
+            if row["pipeline_version_id"]:
+                reference["pipeline_version_id"] = row["pipeline_version_id"]
+            body["pipeline_version_reference"] = reference
         else:
             body["pipeline_spec"] = loads(row["pipeline_spec"])
         runtime_config = loads(row["runtime_config"])
@@ -142,6 +156,23 @@ class RecurringRunService:
             log.warning("recurring run %s could not start a run: %s", row["id"], error.message)
             return None
         return run["run_id"]
+
+
+def _names_version(body: dict[str, Any]) -> bool:
+    """Whether a recurring-run body names a pipeline version (not only a pipeline)."""
+    reference = body.get("pipeline_version_reference")
+    return not isinstance(reference, dict) or bool(reference.get("pipeline_version_id"))
+
+
+def workflow_name(row: dict[str, Any]) -> str:
+    """The name of the recurring run's scheduled workflow, as Kubernetes generates it from
+    KFP's GenerateName (`template/template.go`, toSWFCRDResourceGeneratedName): the display
+    name in lower case without other characters than [a-z0-9-], at most 25 of them ("job-"
+    when none is left), then 5 random characters (here drawn from the recurring run's id)."""
+    prefix = re.sub(r"[^a-z0-9-]+", "", row["display_name"].lower()) or "job-"
+    digest = hashlib.sha256(row["id"].encode()).digest()
+    suffix = "".join(_NAME_ALPHABET[byte % len(_NAME_ALPHABET)] for byte in digest[:5])
+    return prefix[:25] + suffix
 
 
 def fnv32a(text: str) -> int:

@@ -1,15 +1,15 @@
 """What the executor knows of one run: its state, its tasks as the worker reported them.
 
 `RunProgress` turns the worker's events (execution_protocol.py) into KFP's task details
-(V2beta1PipelineTaskDetail JSON) and decides how a run ended. It does no I/O but for
-reading the tail of the worker's log to explain an unexpected exit; the executor calls
-it under its own lock.
+(V2beta1PipelineTaskDetail JSON, one entry per Argo node: see argo_nodes.py) and decides
+how a run ended. Its only I/O: reading the tail of the worker's log to explain an
+unexpected exit, and linking each task's log file under the name of the executor pod
+that ran it on a cluster (logs/<pod>.log), the node id KFP serves logs by. The executor
+calls it under its own lock.
 """
 
 from __future__ import annotations
 
-import collections
-import copy
 import json
 import logging
 import os
@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kfadapter.localkfp import argo_nodes
 from kfadapter.localkfp import execution_protocol as protocol
 from kfadapter.localkfp.execution import RunUpdate
 from kfadapter.localkfp.states import FINAL_STATES
@@ -43,8 +44,8 @@ class RunProgress:
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task_id -> detail
-    downstream: dict[str, set[str]] = field(default_factory=dict)  # task name -> dependents
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task_id -> record
+    submitted_at: datetime = field(default_factory=protocol.utc_now)
     process: subprocess.Popen[bytes] | None = None
     thread: threading.Thread | None = None
     outcome: tuple[str, str | None] | None = None  # (state, error) the worker reported
@@ -62,7 +63,6 @@ class RunProgress:
             pipeline_spec=pipeline_spec,
             parameters=dict(parameters or {}),
             directory=protocol.run_dir(data_dir, run_id),
-            downstream=_downstream_tasks(pipeline_spec),
         )
 
     def handle_event(self, line: bytes) -> bool:
@@ -79,16 +79,21 @@ class RunProgress:
             if event.get("kind") == "dag":
                 return False  # DAG tasks (sub-DAGs, loops, conditions) are not listed (yet)
             task_id = str(event.get("task_id"))
+            display_name = str(event.get("display_name") or "")
+            task_name = str(event.get("task_name") or "") or argo_nodes.task_key(
+                self.pipeline_spec, display_name
+            )
             self.tasks[task_id] = {
-                "run_id": self.run_id,
                 "task_id": task_id,
-                "display_name": event.get("display_name", ""),
-                "pod_name": event.get("pod_name", ""),
-                "create_time": stamp,
+                "task_name": task_name,
+                "display_name": display_name,
+                "parent": self._parent_of(task_name, event.get("parent")),
+                "kind": str(event.get("kind") or "container"),
+                "pod_name": str(event.get("pod_name") or ""),
                 "start_time": stamp,
                 "state": "RUNNING",
-                "state_history": [{"update_time": stamp, "state": "RUNNING"}],
             }
+            self._link_log(self.tasks[task_id])
             return True
         if kind == protocol.TASK_FINISHED:
             task = self.tasks.get(str(event.get("task_id")))
@@ -121,20 +126,44 @@ class RunProgress:
         self.state, self.error, self.finished_at = state, error, now
 
     def task_details(self) -> list[dict[str, Any]]:
-        """Copies of the task details, each with the started tasks that depend on it."""
-        details = []
-        for task in self.tasks.values():
-            detail = copy.deepcopy(task)
-            dependents = self.downstream.get(task["display_name"], set())
-            children = [
-                {"task_id": other["task_id"], "pod_name": other["pod_name"]}
-                for other in self.tasks.values()
-                if other["display_name"] in dependents
-            ]
-            if children:
-                detail["child_tasks"] = children
-            details.append(detail)
-        return details
+        """KFP's task details of the run: one entry per Argo node (see argo_nodes.py)."""
+        return argo_nodes.task_details(
+            self.run_id,
+            self.pipeline_spec,
+            [_record(task) for task in self.tasks.values()],
+            run_state=self.state,
+            created=protocol.to_rfc3339(self.submitted_at),
+            started=protocol.to_rfc3339(self.started_at) if self.started_at else None,
+            finished=protocol.to_rfc3339(self.finished_at) if self.finished_at else None,
+        )
+
+    def _parent_of(self, task_name: str, reported: Any) -> tuple[str, ...]:
+        """The DAG path of a task: as the worker reported it, else guessed from the spec."""
+        if isinstance(reported, str):
+            return tuple(part for part in re.split(r"[./]", reported) if part)
+        placed = {
+            (task["parent"], task["task_name"]): task["state"] in FINAL_STATES
+            for task in self.tasks.values()
+        }
+        return argo_nodes.guess_parent(self.pipeline_spec, task_name, placed)
+
+    def _link_log(self, task: dict[str, Any]) -> None:
+        """logs/<executor pod>.log -> the task's log file, so logs are served by pod name."""
+        if task["kind"] != "container" or not task["pod_name"]:
+            return
+        workflow = argo_nodes.workflow_name(self.pipeline_spec, self.run_id)
+        node = argo_nodes.executor_node_name(workflow, task["parent"], task["task_name"])
+        pod = argo_nodes.executor_pod_name(argo_nodes.node_id(workflow, node))
+        link = protocol.task_log_file(self.directory, pod)
+        target = protocol.task_log_file(self.directory, task["pod_name"])
+        if not (protocol.is_safe_name(pod) and protocol.is_safe_name(task["pod_name"])):
+            return
+        try:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(target.name)
+        except OSError:
+            logger.warning("run %s: could not link the log of %s", self.run_id, pod, exc_info=True)
 
     def update(self) -> RunUpdate:
         """The run as it stands, for the run service."""
@@ -149,29 +178,24 @@ class RunProgress:
 
 
 def _end_task(task: dict[str, Any], state: str, stamp: str, error: str | None) -> None:
-    """Mark a task ended with its final state (and error message)."""
+    """Mark a task ended with its final state (and error message, kept for the record:
+    KFP's task details carry none)."""
     task["state"] = state
     task["end_time"] = stamp
-    status: dict[str, Any] = {"update_time": stamp, "state": state}
     if error:
-        task["error"] = {"message": error}
-        status["error"] = {"message": error}
-    task["state_history"].append(status)
+        task["error"] = error
 
 
-def _downstream_tasks(spec: dict[str, Any]) -> dict[str, set[str]]:
-    """Task name -> names of the tasks that depend on it, over every DAG of the spec."""
-    dags = [spec.get("root", {})] + list((spec.get("components") or {}).values())
-    downstream: dict[str, set[str]] = collections.defaultdict(set)
-    for component in dags:
-        tasks = (component.get("dag") or {}).get("tasks") or {}
-        for name, task in tasks.items():
-            task_name = (task.get("taskInfo") or {}).get("name") or name
-            for upstream in task.get("dependentTasks") or []:
-                upstream_task = tasks.get(upstream) or {}
-                upstream_name = (upstream_task.get("taskInfo") or {}).get("name") or upstream
-                downstream[upstream_name].add(task_name)
-    return dict(downstream)
+def _record(task: dict[str, Any]) -> argo_nodes.TaskRecord:
+    """A task as argo_nodes shapes it."""
+    return argo_nodes.TaskRecord(
+        task_name=task["task_name"],
+        parent=task["parent"],
+        kind=task["kind"],
+        state=task["state"],
+        start=task["start_time"],
+        end=task.get("end_time"),
+    )
 
 
 def _describe_exit(return_code: int | None, directory: Path) -> str:

@@ -1,7 +1,8 @@
 """Runs: KFP's RunService over the store, with execution handed to an `Executor`.
 
 The run lock orders every change of a run's state (by requests and by the executor's
-updates), so that a final state is never reopened and a terminated run ends CANCELED.
+updates), so that a final state is never reopened. States are mapped here to what KFP on
+Argo reports: a terminated run is CANCELING, then FAILED (never CANCELED).
 """
 
 from __future__ import annotations
@@ -12,22 +13,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kfadapter.localkfp import node_files, views
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp import validation as v
-from kfadapter.localkfp import views
-from kfadapter.localkfp.apierrors import FAILED_PRECONDITION, ApiError, bad_request, not_found
+from kfadapter.localkfp.apierrors import (
+    ABORTED,
+    FAILED_PRECONDITION,
+    INTERNAL,
+    ApiError,
+    bad_request,
+)
 from kfadapter.localkfp.execution import Executor, RunUpdate
 from kfadapter.localkfp.experiments import ExperimentService
 from kfadapter.localkfp.fields import RUNS
 from kfadapter.localkfp.packages import ir_of, normalize_spec
 from kfadapter.localkfp.pipelines import PipelineService
 from kfadapter.localkfp.sources import SYSTEM, Sources
-from kfadapter.localkfp.states import ACTIVE_STATES, FINAL_STATES
+from kfadapter.localkfp.states import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    RETRYABLE_STATES,
+    TERMINABLE_STATES,
+    reported_state,
+)
 from kfadapter.localkfp.storage import RunChange, RunStore, dumps, loads
 from kfadapter.localkfp.timefmt import from_datetime
 
 log = logging.getLogger(__name__)
 
+# The service account KFP gives a run or recurring run created without one
+# (`template/template.go` setDefaultServiceAccount, `common.DefaultPipelineRunnerServiceAccount`).
+DEFAULT_SERVICE_ACCOUNT = "pipeline-runner"
 RESTART_ERROR = (
     "the local KFP server stopped while this run was active; runs do not survive a server restart"
 )
@@ -44,7 +60,11 @@ class RunSource:
 
 
 class RunService:
-    """Runs: created PENDING and submitted, followed through the executor's updates."""
+    """Runs: created PENDING and submitted, followed through the executor's updates.
+
+    With `local_extras` (a deliberate difference from KFP, off wherever the server stands
+    in for a cluster) a failed run's `error` carries the reason it failed.
+    """
 
     def __init__(
         self,
@@ -52,11 +72,14 @@ class RunService:
         pipelines: PipelineService,
         experiments: ExperimentService,
         sources: Sources = SYSTEM,
+        *,
+        local_extras: bool = False,
     ) -> None:
         self._store = store
         self._pipelines = pipelines
         self._experiments = experiments
         self._sources = sources
+        self.local_extras = local_extras
         self._executor: Executor | None = None
         self._run_lock = threading.RLock()
 
@@ -71,7 +94,8 @@ class RunService:
         recurring_run_id: str = "",
         scheduled_us: int | None = None,
     ) -> dict[str, Any]:
-        """POST /runs: store the run PENDING and hand it to the executor."""
+        """POST /runs: store the run PENDING and hand it to the executor; parameters that
+        do not fit the pipeline are a 400 and nothing is stored (as in KFP)."""
         body = v.json_object(body, "run")
         name = v.name(v.text(body, "display_name", "run"), "Run")
         experiment = self._experiments.for_new_run(
@@ -79,6 +103,7 @@ class RunService:
         )
         source = self.resolve_source(body, "run")
         runtime_config = v.runtime_config(body, "run")
+        v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
         now = self._sources.clock()
         row = {
             "id": self._sources.new_id(),
@@ -91,7 +116,7 @@ class RunService:
             "pipeline_version_id": source.pipeline_version_id,
             "pipeline_spec": source.pipeline_spec,
             "runtime_config": dumps(runtime_config) if runtime_config else None,
-            "service_account": v.text(body, "service_account", "run"),
+            "service_account": v.text(body, "service_account", "run") or DEFAULT_SERVICE_ACCOUNT,
             "created_at": now,
             "scheduled_at": scheduled_us or now,
             "finished_at": 0,
@@ -103,35 +128,41 @@ class RunService:
         }
         self._store.insert(row)
         self._submit(row["id"], source.ir, runtime_config.get("parameters", {}))
-        return views.run_json(self._store.get(row["id"]) or row)
+        return self._view(self._store.get(row["id"]) or row)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """GET /runs/{id}."""
-        return views.run_json(self._store.existing(run_id))
+        return self._view(self._store.existing(run_id))
 
     def list_runs(self, args: dict[str, Any]) -> dict[str, Any]:
-        """GET /runs?experiment_id=&namespace=."""
-        query = q.from_args(RUNS, args, q.scope(args, "experiment_id", "namespace"))
-        return views.page("runs", views.run_json, self._store.list(query))
+        """GET /runs?experiment_id=: an unknown experiment is a 404; a namespace given
+        limits nothing on a single-user KFP (`server/run_server.go`, listRuns)."""
+        experiment_id = args.get("experiment_id", "")
+        if experiment_id:
+            self._experiments.experiment_row(experiment_id)
+        scope = {"experiment_id": experiment_id, "namespace": v.single_user_namespace("")}
+        query = q.from_args(RUNS, args, scope)
+        return views.page("runs", self._view, self._store.list(query))
 
     def terminate_run(self, run_id: str) -> dict[str, Any]:
-        """POST /runs/{id}:terminate: CANCELING now, CANCELED when its processes are gone."""
+        """POST /runs/{id}:terminate: a PENDING, RUNNING or PAUSED run becomes CANCELING
+        and ends FAILED when its processes are gone (as Argo ends a workflow whose deadline
+        KFP sets to 0); any other run, CANCELING included, is a 400."""
         with self._run_lock:
             row = self._store.existing(run_id)
-            if row["state"] in FINAL_STATES:
-                raise ApiError(
-                    400,
-                    f"Failed to terminate run {run_id}: it is already {row['state']}",
-                    FAILED_PRECONDITION,
+            if row["state"] not in TERMINABLE_STATES:
+                raise bad_request(
+                    f"Failed to terminate run {run_id}: only a PENDING, RUNNING or PAUSED "
+                    f"run can be terminated, this one is {row['state']}"
                 )
-            if row["state"] != "CANCELING":
-                self._enter_state(run_id, "CANCELING")
+            # KFP sets CANCELING without adding it to state_history (`storage/run_store.go`)
+            self._store.update(run_id, state="CANCELING")
         active = bool(self._executor is not None and self._executor.terminate(run_id))
         if not active:
             with self._run_lock:
                 current = self._store.get(run_id)
                 if current is not None and current["state"] not in FINAL_STATES:
-                    self._finish(run_id, "CANCELED", None)
+                    self._finish(run_id, "FAILED", "the run was terminated")
         return {}
 
     def delete_run(self, run_id: str) -> dict[str, Any]:
@@ -162,15 +193,17 @@ class RunService:
         return {}
 
     def retry_run(self, run_id: str) -> dict[str, Any]:
-        """POST /runs/{id}:retry: a FAILED run (or CANCELED one) executes again, same id."""
+        """POST /runs/{id}:retry: a FAILED run (a terminated one too) executes again under
+        the same id; any other run is a 409 (ABORTED), as KFP refuses a workflow that is
+        not Failed or Error (`common/util/workflow.go`, GenerateRetryExecution)."""
         with self._run_lock:
             row = self._store.existing(run_id)
-            if row["state"] not in ("FAILED", "CANCELED"):
+            if row["state"] not in RETRYABLE_STATES:
                 raise ApiError(
-                    400,
-                    f"Failed to retry run {run_id}: only a FAILED or CANCELED run can be "
-                    f"retried, this one is {row['state']}",
-                    FAILED_PRECONDITION,
+                    409,
+                    f"Failed to retry run {run_id}: Workflow must be Failed/Error to retry, "
+                    f"this run is {row['state']}",
+                    ABORTED,
                 )
             if row["pipeline_version_id"]:
                 version = self._pipelines.stored_version(row["pipeline_version_id"])
@@ -190,17 +223,23 @@ class RunService:
         return {}
 
     def apply_run_update(self, update: RunUpdate) -> None:
-        """Persist a RunUpdate from the executor (state, task details, error, times)."""
+        """Persist a RunUpdate from the executor (state, task details, error, times), its
+        state mapped to what KFP reports (CANCELED becomes FAILED)."""
         with self._run_lock:
             self._store.change(update.run_id, _progress(update, self._sources.clock()))
 
     def task_log(self, run_id: str, node_id: str) -> Path:
-        """The file of a task's log: /apis/v1alpha1/runs/{run_id}/nodes/{node_id}/log."""
-        self._store.existing(run_id)
-        path = self._executor.log_path(run_id, node_id) if self._executor is not None else None
-        if path is None or not Path(path).is_file():
-            raise not_found(f"No log for node {node_id!r} of run {run_id}")
-        return Path(path)
+        """The file of a task's log: /apis/v1alpha1/runs/{run_id}/nodes/{node_id}/log
+        (node_id: an executor pod's name; see node_files.py)."""
+        row = self._store.get(run_id)
+        details = (loads(row["task_details"]) or []) if row is not None else None
+        return node_files.log_file(self._executor, run_id, node_id, details)
+
+    def read_artifact(self, run_id: str, node_id: str, artifact_name: str) -> dict[str, Any]:
+        """GET /runs/{run_id}/nodes/{node_id}/artifacts/{artifact_name}:read."""
+        row = self._store.existing(run_id)
+        details = loads(row["task_details"]) or []
+        return node_files.read_artifact(self._executor, run_id, node_id, artifact_name, details)
 
     def fail_interrupted_runs(self) -> int:
         """Mark runs left active by a server that died as FAILED; returns how many."""
@@ -221,23 +260,51 @@ class RunService:
             reference = v.json_object(reference, f"{what}.pipeline_version_reference")
             pipeline_id = v.text(reference, "pipeline_id", "pipeline_version_reference")
             version_id = v.text(reference, "pipeline_version_id", "pipeline_version_reference")
-            if version_id:
-                version = self._pipelines.version_row(pipeline_id, version_id)
-            elif pipeline_id:
-                self._pipelines.pipeline_row(pipeline_id)
-                version = self._pipelines.latest_version(pipeline_id)
-                if version is None:
-                    raise bad_request(f"Pipeline {pipeline_id} has no versions to run")
-            else:
+            if not (version_id or pipeline_id):
                 raise bad_request(
                     "pipeline_version_reference needs a pipeline_version_id (or a pipeline_id)"
                 )
+            version = self._referenced_version(pipeline_id, version_id, what)
             ir = ir_of(loads(version["pipeline_spec"]))
             return RunSource(version["pipeline_id"], version["id"], None, ir)
         if inline:
             stored = normalize_spec(inline, f"{what}.pipeline_spec")
             return RunSource("", "", dumps(stored), ir_of(stored))
         raise bad_request(f"{what} needs a pipeline_version_reference or a pipeline_spec")
+
+    def _referenced_version(self, pipeline_id: str, version_id: str, what: str) -> dict[str, Any]:
+        """The version a reference names (a pipeline's newest when only its id is given).
+
+        A pipeline or version that does not exist is a 500 (INTERNAL), as KFP answers:
+        `resource/resource_manager.go` CreateRun wraps the failed template fetch in
+        util.NewInternalServerError.
+        """
+        try:
+            if version_id:
+                return self._pipelines.version_row(pipeline_id, version_id)
+            self._pipelines.pipeline_row(pipeline_id)
+            version = self._pipelines.latest_version(pipeline_id)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            raise _fetch_failed(what, error.message) from None
+        if version is None:
+            raise _fetch_failed(what, f"pipeline {pipeline_id} has no versions")
+        return version
+
+    def _view(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The run's KFP JSON: like KFP's toApiRun no `error` for a failed run and history
+        entries of time and state only, unless local_extras shows the stored error."""
+        if self.local_extras:
+            return views.run_json(row)
+        shown = {**row, "error": None}
+        if '"error"' in (row["state_history"] or ""):  # written by an earlier release
+            history = [
+                {"update_time": entry["update_time"], "state": entry["state"]}
+                for entry in loads(row["state_history"])
+            ]
+            shown["state_history"] = dumps(history)
+        return views.run_json(shown)
 
     def _submit(self, run_id: str, ir: dict[str, Any], parameters: dict[str, Any]) -> None:
         if self._executor is None:
@@ -271,31 +338,38 @@ class RunService:
 
         def enter(row: dict[str, Any]) -> dict[str, Any]:
             entry: dict[str, Any] = {"update_time": now, "state": state}
-            if message:
-                entry["error"] = {"message": message}
             history = [*(loads(row["state_history"]) or []), entry]
             return {"state": state, **columns, "state_history": dumps(history)}
 
         self._store.change(run_id, enter)
 
 
+def _fetch_failed(what: str, reason: str) -> ApiError:
+    """KFP's 500 for a run or recurring run whose pipeline cannot be fetched."""
+    return ApiError(
+        500,
+        f"Failed to create a {what.replace('_', ' ')} due to error fetching manifest: {reason}",
+        INTERNAL,
+    )
+
+
 def _progress(update: RunUpdate, now: int) -> RunChange:
     """The change a RunUpdate makes: a final run stays as it is, a CANCELING one stays
-    CANCELING until final, a new state is appended to the history."""
+    CANCELING until final, CANCELED is reported FAILED (as Argo ends a terminated
+    workflow), a new state other than CANCELING is appended to the history."""
 
     def change(row: dict[str, Any]) -> dict[str, Any] | None:
         if row["state"] in FINAL_STATES:
             return None  # already final: a late update does not reopen the run
-        state = update.state
+        state = reported_state(update.state)
         if row["state"] == "CANCELING" and state not in FINAL_STATES:
             state = "CANCELING"
         history = loads(row["state_history"]) or []
         error = {"message": update.error} if update.error else None
-        if not history or history[-1]["state"] != state:
-            entry: dict[str, Any] = {"update_time": now, "state": state}
-            if error and state == "FAILED":
-                entry["error"] = error
-            history.append(entry)
+        if state == "FAILED" and error is None and row["state"] == "CANCELING":
+            error = {"message": "the run was terminated"}
+        if state != "CANCELING" and (not history or history[-1]["state"] != state):
+            history.append({"update_time": now, "state": state})
         finished = row["finished_at"]
         if state in FINAL_STATES:
             finished = from_datetime(update.finished_at) or now
@@ -318,12 +392,11 @@ def _interrupted(now: int) -> RunChange:
 
     def change(row: dict[str, Any]) -> dict[str, Any]:
         history = loads(row["state_history"]) or []
-        history.append({"update_time": now, "state": "FAILED", "error": {"message": RESTART_ERROR}})
+        history.append({"update_time": now, "state": "FAILED"})
         tasks = loads(row["task_details"]) or []
         for task in tasks:
             if task.get("state") in ACTIVE_STATES:
-                task["state"] = "FAILED"
-                task["error"] = {"code": 10, "message": RESTART_ERROR, "details": []}
+                task["state"] = "FAILED"  # KFP's task details carry no per-task error
         return {
             "state": "FAILED",
             "error": dumps({"message": RESTART_ERROR}),

@@ -65,6 +65,9 @@ class LocalKfpServer:
     RunExecutor (tests use it to hold runs in a given state without executing them);
     `task_options` says how the real one runs tasks (environments, tasks at once);
     `sources` replaces the system clock and the random ids of new resources.
+    `local_extras` turns on the deliberate differences from KFP 2.17 that help on a laptop
+    (a failed run's `error` says why; docs/local-kfp.md "Deliberate differences"); keep it
+    off wherever the server stands in for a cluster.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class LocalKfpServer:
         executor_factory: ExecutorFactory | None = None,
         sources: Sources = SYSTEM,
         task_options: TaskOptions | None = None,
+        local_extras: bool = False,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be at least 1")
@@ -103,6 +107,7 @@ class LocalKfpServer:
         self.task_options = task_options or TaskOptions()
         self._executor_factory = executor_factory or _executor_with(self.task_options)
         self._sources = sources
+        self.local_extras = local_extras
         self.store: Store | None = None
         self.services: KfpServices | None = None
         self._executor: Executor | None = None
@@ -128,7 +133,9 @@ class LocalKfpServer:
         self._lock_file = _lock_data_dir(self.data_dir)
         try:
             self.store = Store(self.data_dir / "kfp.sqlite3")
-            self.services = KfpServices.over(self.store, self._sources)
+            self.services = KfpServices.over(
+                self.store, self._sources, local_extras=self.local_extras
+            )
             try:
                 http = ServerThread(create_app(self.services, self.auth), self.host, self.port)
             except SystemExit:  # werkzeug exits when it cannot bind
@@ -203,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dex sessions expire after this many seconds (default: never)",
     )
     add_arguments(parser)
+    parser.add_argument(
+        "--local-extras",
+        action="store_true",
+        help="deliberate differences from KFP 2.17 that help on a laptop, e.g. a failed "
+        "run's error says why (see docs/local-kfp.md); off by default, as on a cluster",
+    )
     return parser
 
 
@@ -221,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             dex_password=args.dex_password,
             dex_session_ttl=args.dex_session_ttl,
             task_options=from_arguments(args),
+            local_extras=args.local_extras,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -22,11 +22,14 @@ class KfpServices:
     recurring_runs: RecurringRunService
 
     @classmethod
-    def over(cls, store: Store, sources: Sources = SYSTEM) -> KfpServices:
-        """The services on `store`, with the `Default` experiment in place (as KFP has it)."""
+    def over(
+        cls, store: Store, sources: Sources = SYSTEM, *, local_extras: bool = False
+    ) -> KfpServices:
+        """The services on `store`, with the `Default` experiment in place (as KFP has it);
+        `local_extras` turns on the deliberate differences from KFP (docs/local-kfp.md)."""
         pipelines = PipelineService(store.pipelines, sources)
         experiments = ExperimentService(store.experiments, sources)
-        runs = RunService(store.runs, pipelines, experiments, sources)
+        runs = RunService(store.runs, pipelines, experiments, sources, local_extras=local_extras)
         recurring_runs = RecurringRunService(store.recurring_runs, runs, experiments, sources)
         experiments.default_experiment()
         return cls(pipelines, experiments, runs, recurring_runs)

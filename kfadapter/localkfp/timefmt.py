@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
 from kfadapter.localkfp.apierrors import bad_request
 
 EPOCH = "1970-01-01T00:00:00Z"
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
 def now_us() -> int:
@@ -32,12 +34,15 @@ def from_datetime(value: datetime | None) -> int | None:
 
 
 def parse_rfc3339(text: str, field: str) -> int:
-    """Microseconds of an RFC 3339 string; 400 naming the field when it is not one."""
-    if not isinstance(text, str) or not text.strip():
+    """Microseconds of an RFC 3339 string; 400 naming the field when it is not one.
+
+    The form protojson reads a google.protobuf.Timestamp in (Go's time.RFC3339Nano): a
+    `T`, seconds, at most 9 fractional digits and a `Z` or `±hh:mm` offset; a date alone
+    or a time without an offset is refused, as KFP refuses it.
+    """
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         raise bad_request(f"{field} must be an RFC 3339 timestamp, got {text!r}")
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
+    value = text[:-1] + "+00:00" if text.endswith("Z") else text
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

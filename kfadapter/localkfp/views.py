@@ -33,9 +33,22 @@ def page(
     return result
 
 
-def healthz() -> dict[str, Any]:
-    """KFP's GetHealthzResponse: a single-user deployment."""
-    return {"multi_user": False, "pipeline_store": "database"}
+# What a KFP deployment reports of its build (`apiserver/main.go`, healthz: COMMIT_SHA and
+# TAG_NAME, "unknown" when unset): this server answers as release 2.17.0 does.
+KFP_TAG_NAME = "2.17.0"
+KFP_COMMIT_SHA = "unknown"
+
+
+def healthz(*, v1: bool = False) -> dict[str, Any]:
+    """KFP's healthz body of a single-user deployment; v1beta1's has no pipeline_store."""
+    result: dict[str, Any] = {
+        "commit_sha": KFP_COMMIT_SHA,
+        "tag_name": KFP_TAG_NAME,
+        "multi_user": False,
+    }
+    if not v1:
+        result["pipeline_store"] = "database"
+    return result
 
 
 def pipeline_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +112,8 @@ def _source_json(row: dict[str, Any], result: dict[str, Any]) -> None:
             "pipeline_id": row["pipeline_id"],
             "pipeline_version_id": row["pipeline_version_id"],
         }
+    elif row["pipeline_id"]:  # a recurring run that runs its pipeline's newest version
+        result["pipeline_version_reference"] = {"pipeline_id": row["pipeline_id"]}
     elif row["pipeline_spec"]:
         result["pipeline_spec"] = loads(row["pipeline_spec"])
     runtime_config = loads(row["runtime_config"])

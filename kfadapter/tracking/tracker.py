@@ -94,8 +94,9 @@ class Tracker:
     def untracking(self, run_id: str) -> Iterator[None]:
         """Untrack a run for the block that terminates it; watch it again if the block fails.
 
-        Untracking first means the watcher cannot see the run CANCELED (and notify it) in
-        the moment between KFP terminating it and the adapter untracking it.
+        Untracking first means the watcher cannot see the run end (FAILED, as KFP on Argo
+        reports a terminated run) and notify it in the moment between KFP terminating it
+        and the adapter untracking it.
         """
         untracked = self._store.untrack(run_id, self._clock())
         try:

@@ -118,6 +118,31 @@ def real_server(tmp_path_factory) -> Iterator[LocalKfpServer]:
     server.stop()
 
 
+def upload_spec(
+    server: LocalKfpServer,
+    name: str,
+    spec: dict[str, Any] | None = None,
+    *,
+    pipeline_id: str | None = None,
+    **params: str,
+) -> dict[str, Any]:
+    """Upload a spec as KFP takes one, a file named pipeline.yaml: a new pipeline `name`, or
+    with `pipeline_id` a version `name` of that pipeline; the JSON answer (asserted 200)."""
+    import requests
+    import yaml
+
+    path = "upload_version" if pipeline_id else "upload"
+    query = {"name": name, **({"pipelineid": pipeline_id} if pipeline_id else {}), **params}
+    response = requests.post(
+        f"{server.url}/apis/v2beta1/pipelines/{path}",
+        params=query,
+        files={"uploadfile": ("pipeline.yaml", yaml.safe_dump(spec or SPEC))},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def client_for(server: LocalKfpServer, prefix: str = "", **kwargs: Any):
     """An unmodified kfp.Client for the server (prefix "" or "/pipeline")."""
     import kfp

@@ -109,18 +109,14 @@ def test_run_goes_to_default_experiment_with_history(held_server) -> None:
     assert client.get_experiment(experiment_id=run["experiment_id"]).last_run_created_at.year > 1970
 
 
-def test_run_from_version_reference_runs_that_versions_spec(held_server) -> None:
+def test_run_from_version_reference_runs_that_versions_spec(held_server, tmp_path) -> None:
     base = f"{held_server.url}/apis/v2beta1"
-    created = requests.post(
-        f"{base}/pipelines/create",
-        json={
-            "pipeline": {"display_name": _unique("ref")},
-            "pipeline_version": {"display_name": "v1", "pipeline_spec": SPEC},
-        },
-    ).json()
+    client = client_for(held_server)
+    package = tmp_path / "tiny.json"
+    package.write_text(json.dumps(SPEC), encoding="utf-8")
+    created = {"pipeline_id": client.upload_pipeline(str(package), _unique("ref")).pipeline_id}
     version = requests.get(f"{base}/pipelines/{created['pipeline_id']}/versions").json()
     version_id = version["pipeline_versions"][0]["pipeline_version_id"]
-    client = client_for(held_server)
     experiment = client.create_experiment(_unique("refexp"))
     run = client.run_pipeline(
         experiment.experiment_id,
@@ -140,6 +136,7 @@ def test_run_from_version_reference_runs_that_versions_spec(held_server) -> None
         json={
             "display_name": "latest version",
             "pipeline_version_reference": {"pipeline_id": created["pipeline_id"]},
+            "runtime_config": {"parameters": {"n": 2}},
         },
     )
     assert latest.json()["pipeline_version_reference"]["pipeline_version_id"] == version_id
@@ -149,9 +146,9 @@ def test_terminate_archive_retry_and_delete(held_server) -> None:
     client = client_for(held_server)
     run = _run(held_server)
     client.terminate_run(run["run_id"])
-    assert client.get_run(run["run_id"]).state == "CANCELED"
+    assert client.get_run(run["run_id"]).state == "FAILED"  # as Argo ends a terminated run
     states = [s.state for s in client.get_run(run["run_id"]).state_history]
-    assert states == ["PENDING", "CANCELING", "CANCELED"]
+    assert states == ["PENDING", "FAILED"]
     with pytest.raises(kfp_server_api.ApiException) as error:
         client.terminate_run(run["run_id"])
     assert error.value.status == 400
@@ -159,7 +156,7 @@ def test_terminate_archive_retry_and_delete(held_server) -> None:
     failed = _run(held_server)
     _executor(held_server).finish(failed["run_id"], "FAILED", "component exploded")
     got = client.get_run(failed["run_id"])
-    assert got.state == "FAILED" and got.error.message == "component exploded"
+    assert got.state == "FAILED" and got.error is None  # KFP gives no error text
     client._run_api.run_service_retry_run(run_id=failed["run_id"])
     retried = client.get_run(failed["run_id"])
     assert retried.state == "PENDING" and retried.error is None
@@ -167,7 +164,7 @@ def test_terminate_archive_retry_and_delete(held_server) -> None:
     assert sum(1 for s in _executor(held_server).submitted if s[0] == failed["run_id"]) == 2
     with pytest.raises(kfp_server_api.ApiException) as error:
         client._run_api.run_service_retry_run(run_id=failed["run_id"])
-    assert error.value.status == 400
+    assert error.value.status == 409
 
     client.archive_run(failed["run_id"])
     assert client.get_run(failed["run_id"]).storage_state == "ARCHIVED"
@@ -179,21 +176,14 @@ def test_terminate_archive_retry_and_delete(held_server) -> None:
     assert error.value.status == 404
 
 
-def test_archived_experiment_archives_its_runs_and_refuses_new_ones(held_server) -> None:
+def test_archived_experiment_archives_its_runs_and_still_takes_new_ones(held_server) -> None:
     client = client_for(held_server)
     experiment = client.create_experiment(_unique("arch"))
     run = _run(held_server, experiment.experiment_id)
     client.archive_experiment(experiment.experiment_id)
     assert client.get_run(run["run_id"]).storage_state == "ARCHIVED"
-    refused = requests.post(
-        f"{held_server.url}/apis/v2beta1/runs",
-        json={
-            "display_name": "x",
-            "pipeline_spec": SPEC,
-            "experiment_id": experiment.experiment_id,
-        },
-    )
-    assert refused.status_code == 400 and "archived" in refused.json()["message"]
+    accepted = _run(held_server, experiment.experiment_id)  # KFP allows it (fidelity row 9)
+    assert accepted["experiment_id"] == experiment.experiment_id
     with pytest.raises(kfp_server_api.ApiException):
         client.unarchive_run(run["run_id"])
 
@@ -227,31 +217,35 @@ def test_list_runs_filters_sorts_and_pages(held_server) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "status"),
     [
-        {},
-        {"display_name": "no source"},
-        {"pipeline_spec": SPEC},
-        {"display_name": "x", "pipeline_spec": {"not": "a pipeline"}},
-        {"display_name": "x", "pipeline_spec": SPEC, "runtime_config": {"parameters": [1]}},
-        {"display_name": "x", "pipeline_spec": SPEC, "experiment_id": str(uuid.uuid4())},
-        {"display_name": "x", "pipeline_version_reference": {"pipeline_version_id": "nope"}},
-        {"display_name": "x", "pipeline_version_reference": {}},
-        {"display_name": "lone \ud800 surrogate", "pipeline_spec": SPEC},
-        {
-            "display_name": "x",
-            "pipeline_spec": SPEC,
-            "runtime_config": {"parameters": {"\udfff": 1}},
-        },
+        ({}, 400),
+        ({"display_name": "no source"}, 400),
+        ({"pipeline_spec": SPEC}, 400),
+        ({"display_name": "x", "pipeline_spec": {"not": "a pipeline"}}, 400),
+        ({"display_name": "x", "pipeline_spec": SPEC, "runtime_config": {"parameters": [1]}}, 400),
+        ({"display_name": "x", "pipeline_spec": SPEC, "experiment_id": str(uuid.uuid4())}, 404),
+        # KFP: an unknown version is a 500 (test_fidelity_runs.py)
+        ({"display_name": "x", "pipeline_version_reference": {"pipeline_version_id": "nope"}}, 500),
+        ({"display_name": "x", "pipeline_version_reference": {}}, 400),
+        ({"display_name": "lone \ud800 surrogate", "pipeline_spec": SPEC}, 400),
+        (
+            {
+                "display_name": "x",
+                "pipeline_spec": SPEC,
+                "runtime_config": {"parameters": {"\udfff": 1}},
+            },
+            400,
+        ),
     ],
 )
-def test_bad_runs_are_refused_and_not_stored(held_server, body) -> None:
+def test_bad_runs_are_refused_and_not_stored(held_server, body, status) -> None:
     url = f"{held_server.url}/apis/v2beta1/runs"
-    before = requests.get(url).json()["total_size"]
+    before = requests.get(url).json().get("total_size", 0)
     response = requests.post(url, json=body)
-    assert response.status_code in (400, 404), response.text
-    assert set(response.json()) == {"error", "code", "message", "details"}
-    assert requests.get(url).json()["total_size"] == before
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"code", "message", "details"}
+    assert requests.get(url).json().get("total_size", 0) == before
 
 
 @pytest.mark.parametrize(
@@ -261,7 +255,7 @@ def test_bad_runs_are_refused_and_not_stored(held_server, body) -> None:
 def test_run_bodies_that_are_not_strict_json_are_refused(held_server, value, words) -> None:
     """NaN, Infinity and too-deep nesting would be stored and served as invalid JSON."""
     url = f"{held_server.url}/apis/v2beta1/runs"
-    before = requests.get(url).json()["total_size"]
+    before = requests.get(url).json().get("total_size", 0)
     text = (
         f'{{"display_name": "x", "pipeline_spec": {json.dumps(SPEC)}, '
         f'"runtime_config": {{"parameters": {{"n": {value}}}}}}}'
@@ -269,7 +263,7 @@ def test_run_bodies_that_are_not_strict_json_are_refused(held_server, value, wor
     response = requests.post(url, data=text, headers={"Content-Type": "application/json"})
     assert response.status_code == 400, response.text
     assert words in response.json()["message"]
-    assert requests.get(url).json()["total_size"] == before
+    assert requests.get(url).json().get("total_size", 0) == before
 
 
 def test_filters_that_are_not_strict_json_are_refused(held_server) -> None:
@@ -287,4 +281,4 @@ def test_unknown_run_ids_are_404(held_server) -> None:
         response = requests.post(f"{base}:{action}")
         assert response.status_code == 404 and response.json()["code"] == 5
     log = requests.get(f"{held_server.url}/apis/v1alpha1/runs/{uuid.uuid4()}/nodes/x/log")
-    assert log.status_code == 404
+    assert log.status_code == 500  # KFP's ReadLog answers 500 for a log it does not have

@@ -14,13 +14,16 @@ import pytest
 import requests
 import yaml
 
-from tests.localkfp.conftest import SPEC, client_for
+from tests.localkfp.conftest import SPEC, HeldExecutor, client_for, upload_spec
 
 pytestmark = pytest.mark.e2e  # real servers and processes on free ports
 
 
-def _namespace() -> str:
-    return f"ns-{uuid.uuid4().hex[:8]}"
+@pytest.fixture
+def fresh(make_server):
+    """A server of the test's own: lists see only what the test made (a single-user KFP
+    keeps every pipeline in the namespace "", so namespaces cannot set tests apart)."""
+    return make_server(executor_factory=HeldExecutor)
 
 
 def _upload(
@@ -58,11 +61,20 @@ def _token(change: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
+def _upload_error(response: requests.Response, status: int) -> dict:
+    """The upload endpoints' error body (backend/src/apiserver/server/pipeline_upload_server.go,
+    writeErrorToResponse)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error_message", "error_details"}
+    return body
+
+
 def _kfp_error(response: requests.Response, status: int) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error", "code", "message", "details"}
+    assert set(body) == {"code", "message", "details"}
     return body
 
 
@@ -112,37 +124,6 @@ def test_delete_pipeline_needs_cascade_while_versions_remain(held_server) -> Non
     assert client.get_pipeline_id(name) is None
 
 
-def test_create_pipeline_then_versions_by_json(held_server) -> None:
-    base = f"{held_server.url}/pipeline/apis/v2beta1"
-    both = requests.post(
-        f"{base}/pipelines/create",
-        json={
-            "pipeline": {"display_name": "made by json", "description": "d"},
-            "pipeline_version": {"display_name": "first", "pipeline_spec": SPEC},
-        },
-    )
-    assert both.status_code == 200, both.text
-    pipeline_id = both.json()["pipeline_id"]
-    versions = requests.get(f"{base}/pipelines/{pipeline_id}/versions").json()
-    assert [v["display_name"] for v in versions["pipeline_versions"]] == ["first"]
-    assert versions["pipeline_versions"][0]["pipeline_spec"] == SPEC
-
-    bare = requests.post(f"{base}/pipelines", json={"display_name": "no versions yet"})
-    assert bare.status_code == 200
-    bare_id = bare.json()["pipeline_id"]
-    added = requests.post(
-        f"{base}/pipelines/{bare_id}/versions",
-        json={"display_name": "v1", "pipeline_spec": {"pipeline_spec": SPEC}},
-    )
-    assert added.status_code == 200, added.text
-    assert added.json()["pipeline_spec"] == SPEC
-    dup = requests.post(
-        f"{base}/pipelines/{bare_id}/versions", json={"display_name": "v1", "pipeline_spec": SPEC}
-    )
-    assert _kfp_error(dup, 409)["code"] == 6
-    assert requests.get(f"{base}/pipelines/{bare_id}/versions").json()["total_size"] == 1
-
-
 def test_platform_spec_and_archives_are_stored_as_kfp_returns_them(held_server) -> None:
     platform = {"platforms": {"kubernetes": {"deploymentSpec": {}}}}
     multi = (yaml.safe_dump(SPEC) + "---\n" + yaml.safe_dump(platform)).encode()
@@ -161,32 +142,32 @@ def test_platform_spec_and_archives_are_stored_as_kfp_returns_them(held_server) 
         archive.writestr("pipeline.yaml", yaml.safe_dump(SPEC))
     zipped = _upload(held_server, "", buffer.getvalue(), filename=f"z{uuid.uuid4().hex[:6]}.zip")
     assert zipped.status_code == 200, zipped.text
-    assert zipped.json()["name"].startswith("z")  # named after the file without extension
+    assert zipped.json()["name"].endswith(".zip")  # named after the file, as KFP names it
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        data = json.dumps(SPEC).encode()  # a JSON IR, inside a .tar.gz
-        info = tarfile.TarInfo("dir/pipeline.json")
+        data = json.dumps(SPEC).encode()  # a JSON IR (JSON is YAML), inside a .tar.gz
+        info = tarfile.TarInfo("pipeline.yaml")
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
     stem = f"t{uuid.uuid4().hex[:6]}"
     tarred = _upload(held_server, "", buffer.getvalue(), filename=f"{stem}.tar.gz")
     assert tarred.status_code == 200, tarred.text
-    assert tarred.json()["name"] == stem
+    assert tarred.json()["name"] == f"{stem}.tar.gz"
     versions = requests.get(
         f"{held_server.url}/apis/v2beta1/pipelines/{tarred.json()['pipeline_id']}/versions"
     ).json()
     assert versions["pipeline_versions"][0]["pipeline_spec"] == SPEC
 
 
-def test_pagination_walks_every_page_without_loss_or_repeat(held_server) -> None:
-    client = client_for(held_server)
-    namespace = _namespace()
+def test_pagination_walks_every_page_without_loss_or_repeat(fresh) -> None:
+    client = client_for(fresh)
+    namespace = "ignored"  # single-user KFP lists every pipeline whatever the namespace
     empty = client.list_pipelines(namespace=namespace)
-    assert empty.pipelines is None and empty.total_size == 0 and not empty.next_page_token
+    assert empty.pipelines is None and not empty.total_size and not empty.next_page_token
 
     names = [f"p{i:02d}-{uuid.uuid4().hex[:4]}" for i in range(23)]
     for name in names:
-        response = _upload(held_server, name, yaml.safe_dump(SPEC).encode(), namespace=namespace)
+        response = _upload(fresh, name, yaml.safe_dump(SPEC).encode(), namespace=namespace)
         assert response.status_code == 200
     one_page = client.list_pipelines(namespace=namespace, page_size=50)
     assert len(one_page.pipelines) == 23 and not one_page.next_page_token
@@ -218,7 +199,7 @@ def test_a_page_token_only_continues_its_own_list(held_server) -> None:
     )
     for pipeline_id in (first, second):
         for n in range(3):
-            pipelines.create_version(pipeline_id, {"name": f"v{n}", "pipeline_spec": SPEC})
+            upload_spec(held_server, f"v{n}", pipeline_id=pipeline_id)
     url = f"{held_server.url}/apis/v2beta1/pipelines/{{}}/versions"
     token = requests.get(url.format(first), params={"page_size": 1}).json()["next_page_token"]
     rest = requests.get(url.format(first), params={"page_token": token}).json()
@@ -228,11 +209,11 @@ def test_a_page_token_only_continues_its_own_list(held_server) -> None:
     assert "another pipeline_id" in body["message"]
 
 
-def test_filters_on_pipelines(held_server) -> None:
-    client = client_for(held_server)
-    namespace = _namespace()
+def test_filters_on_pipelines(fresh) -> None:
+    client = client_for(fresh)
+    namespace = ""
     for name in ("alpha-one", "alpha-two", "beta", "50%_off"):
-        _upload(held_server, name, yaml.safe_dump(SPEC).encode(), namespace=namespace)
+        _upload(fresh, name, yaml.safe_dump(SPEC).encode())
 
     def names(predicates: list[dict]) -> list[str]:
         page = client.list_pipelines(
@@ -244,9 +225,11 @@ def test_filters_on_pipelines(held_server) -> None:
         "alpha-one",
         "alpha-two",
     ]
-    assert names([{"key": "name", "operation": "IS_SUBSTRING", "string_value": "%_"}]) == [
-        "50%_off"
-    ]
+    # KFP URL-unescapes the filter once more (server/list_request_util.go, parseAPIFilter):
+    # an unquoted "%_" is an invalid escape, a 400
+    with pytest.raises(kfp_server_api.ApiException) as refused:
+        names([{"key": "name", "operation": "IS_SUBSTRING", "string_value": "%_"}])
+    assert refused.value.status == 400
     assert names([{"key": "name", "operation": "NOT_EQUALS", "stringValue": "beta"}]) == [
         "50%_off",
         "alpha-one",
@@ -321,16 +304,10 @@ def test_bad_list_arguments_are_kfp_400s(held_server, params) -> None:
         assert _kfp_error(response, 400)["code"] == 3
 
 
-def test_huge_page_size_is_capped_at_200(held_server) -> None:
-    namespace = _namespace()
+def test_huge_page_size_is_capped_at_200(fresh) -> None:
     for i in range(205):
-        held_server.services.pipelines.create_pipeline(
-            {"name": f"many-{i}", "namespace": namespace}
-        )
-    response = requests.get(
-        f"{held_server.url}/apis/v2beta1/pipelines",
-        params={"namespace": namespace, "page_size": 10**9},
-    )
+        fresh.services.pipelines.create_pipeline({"name": f"many-{i}"})
+    response = requests.get(f"{fresh.url}/apis/v2beta1/pipelines", params={"page_size": 10**9})
     body = response.json()
     assert len(body["pipelines"]) == 200 and body["total_size"] == 205 and body["next_page_token"]
 
@@ -350,18 +327,18 @@ def test_bad_uploads_store_nothing(held_server) -> None:
         (b"pipelineInfo: {name: p}\nroot: {dag: {}, x: .nan}\n", "not JSON"),
     ]
     for data, words in cases:
-        body = _kfp_error(_upload(held_server, f"bad-{uuid.uuid4().hex[:6]}", data), 400)
-        assert words in body["message"]
+        body = _upload_error(_upload(held_server, f"bad-{uuid.uuid4().hex[:6]}", data), 400)
+        assert words in body["error_message"]
     missing_field = requests.post(
         f"{held_server.url}/apis/v2beta1/pipelines/upload",
         params={"name": "no-file"},
         files={"file": ("p.yaml", yaml.safe_dump(SPEC))},
     )
-    assert "uploadfile" in _kfp_error(missing_field, 400)["message"]
+    assert "uploadfile" in _upload_error(missing_field, 400)["error_message"]
     not_multipart = requests.post(
         f"{held_server.url}/apis/v2beta1/pipelines/upload", data="x", params={"name": "raw"}
     )
-    _kfp_error(not_multipart, 400)
+    _upload_error(not_multipart, 400)
     after = requests.get(f"{held_server.url}/apis/v2beta1/pipelines").json()["total_size"]
     assert after == before
 
@@ -378,11 +355,13 @@ def test_names_duplicate_odd_and_invalid(held_server) -> None:
     )
     assert by_name.status_code == 200 and by_name.json()["name"] == odd
 
-    body = _kfp_error(_upload(held_server, odd, data), 409)
-    assert body["code"] == 6 and "already exists" in body["message"]
-    assert _kfp_error(_upload(held_server, "x" * 300, data), 400)
-    assert _kfp_error(_upload(held_server, "   ", data, filename="   .yaml"), 400)
-    assert _kfp_error(_upload(held_server, "tab\there", data), 400)
+    body = _upload_error(_upload(held_server, odd, data), 409)
+    assert "already exists" in body["error_message"]
+    # KFP checks a pipeline's name for length only (validation/length.go: 128 bytes)
+    for accepted in (f"   {uuid.uuid4().hex[:4]}", f"tab\there {uuid.uuid4().hex[:4]}"):
+        assert _upload(held_server, accepted, data).status_code == 200
+    too_long = _upload_error(_upload(held_server, "é" * 65, data), 400)  # 130 bytes
+    assert "cannot exceed 128" in too_long["error_message"]
 
 
 def test_unknown_ids_routes_and_methods(held_server) -> None:
@@ -398,17 +377,17 @@ def test_unknown_ids_routes_and_methods(held_server) -> None:
     ):
         assert _kfp_error(requests.get(url), 404)["code"] == 5
     _kfp_error(requests.delete(f"{base}/pipelines/{unknown}"), 404)
-    _kfp_error(requests.put(f"{base}/pipelines"), 405)
+    _kfp_error(requests.put(f"{base}/pipelines"), 501)  # grpc-gateway: Unimplemented
     upload = requests.post(
         f"{base}/pipelines/upload_version",
         params={"pipelineid": unknown, "name": "v"},
         files={"uploadfile": ("p.yaml", yaml.safe_dump(SPEC))},
     )
-    _kfp_error(upload, 404)
+    assert unknown in _upload_error(upload, 400)["error_message"]  # KFP: 400, not 404
     no_id = requests.post(
         f"{base}/pipelines/upload_version", files={"uploadfile": ("p.yaml", yaml.safe_dump(SPEC))}
     )
-    assert "pipelineid" in _kfp_error(no_id, 400)["message"]
+    assert "pipelineid" in _upload_error(no_id, 400)["error_message"]
     not_json = requests.post(
         f"{base}/pipelines", data="{{", headers={"Content-Type": "application/json"}
     )
@@ -419,13 +398,7 @@ def test_unknown_ids_routes_and_methods(held_server) -> None:
 
 def test_update_pipeline_and_version_mutable_fields(held_server) -> None:
     base = f"{held_server.url}/apis/v2beta1"
-    created = requests.post(
-        f"{base}/pipelines/create",
-        json={
-            "pipeline": {"name": f"upd-{uuid.uuid4().hex[:6]}"},
-            "pipeline_version": {"name": "v1", "pipeline_spec": SPEC},
-        },
-    ).json()
+    created = upload_spec(held_server, f"upd-{uuid.uuid4().hex[:6]}")
     pid = created["pipeline_id"]
     patched = requests.patch(
         f"{base}/pipelines/{pid}", json={"display_name": "Shown", "tags": {"team": "ran"}}
@@ -443,20 +416,17 @@ def test_update_pipeline_and_version_mutable_fields(held_server) -> None:
     _kfp_error(requests.patch(f"{base}/pipelines/{uuid.uuid4()}", json={"display_name": "x"}), 404)
 
 
-def test_concurrent_uploads_all_land(held_server) -> None:
+def test_concurrent_uploads_all_land(fresh) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    namespace = _namespace()
     data = yaml.safe_dump(SPEC).encode()
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(
             pool.map(
-                lambda i: _upload(held_server, f"c{i}", data, namespace=namespace).status_code,
+                lambda i: _upload(fresh, f"c{i}", data).status_code,
                 range(40),
             )
         )
     assert statuses == [200] * 40
-    listed = requests.get(
-        f"{held_server.url}/apis/v2beta1/pipelines", params={"namespace": namespace}
-    ).json()
+    listed = requests.get(f"{fresh.url}/apis/v2beta1/pipelines").json()
     assert listed["total_size"] == 40

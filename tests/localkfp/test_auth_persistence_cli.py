@@ -15,7 +15,7 @@ from kfadapter.localkfp.runs import RESTART_ERROR
 from kfadapter.localkfp.services import KfpServices
 from kfadapter.localkfp.storage import Store, dumps
 from kfadapter.localkfp.timefmt import now_us
-from tests.localkfp.conftest import SPEC, HeldExecutor, client_for
+from tests.localkfp.conftest import SPEC, HeldExecutor, client_for, upload_spec
 from tests.localkfp.processes import (
     DEADLINE_SECONDS,
     live_group_members,
@@ -151,13 +151,7 @@ def test_dex_session_ttl_needs_dex_and_a_positive_value(tmp_path) -> None:
 def test_state_survives_a_restart_and_active_runs_are_failed(make_server, tmp_path) -> None:
     first = make_server(tmp_path, executor_factory=HeldExecutor)
     client = client_for(first)
-    pipeline = requests.post(
-        f"{first.url}/apis/v2beta1/pipelines/create",
-        json={
-            "pipeline": {"display_name": "kept"},
-            "pipeline_version": {"display_name": "v1", "pipeline_spec": SPEC},
-        },
-    ).json()
+    pipeline = upload_spec(first, "kept")
     experiment = client.create_experiment("kept-experiment")
     running = requests.post(
         f"{first.url}/apis/v2beta1/runs",
@@ -174,7 +168,8 @@ def test_state_survives_a_restart_and_active_runs_are_failed(make_server, tmp_pa
     first._executor.finish(finished["run_id"], "SUCCEEDED")
     first.stop()
 
-    second = make_server(tmp_path, executor_factory=HeldExecutor)
+    # local_extras: the run's error says why it failed (KFP gives no error text)
+    second = make_server(tmp_path, executor_factory=HeldExecutor, local_extras=True)
     client = client_for(second)
     assert client.get_pipeline(pipeline["pipeline_id"]).display_name == "kept"
     assert client.get_experiment(experiment_name="kept-experiment").experiment_id == (
@@ -238,7 +233,7 @@ def test_runs_of_a_killed_server_are_stopped_and_failed_on_restart(
     finally:
         process.kill()
 
-    restarted = make_server(data_dir)
+    restarted = make_server(data_dir, local_extras=True)  # to see the error text
     after = requests.get(f"{restarted.url}/apis/v2beta1/runs/{run['run_id']}").json()
     assert after["state"] == "FAILED"
     assert after["error"]["message"] == RESTART_ERROR

@@ -35,12 +35,6 @@ class ExperimentStore(ResourceStore):
             self._db.insert(conn, self.table, row, or_ignore=True)
         return self.find_by_name(row["namespace"], row["display_name"]) or row
 
-    def delete_with_recurring_runs(self, experiment_id: str) -> None:
-        """Delete an experiment and its recurring runs (its runs remain)."""
-        with self._db.write() as conn:
-            conn.execute("DELETE FROM recurring_runs WHERE experiment_id = ?", (experiment_id,))
-            conn.execute("DELETE FROM experiments WHERE id = ?", (experiment_id,))
-
     def archive(self, experiment_id: str, now: int) -> None:
         """Archive an experiment and its runs; disable its recurring runs."""
         with self._db.write() as conn:

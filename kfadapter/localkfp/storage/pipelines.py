@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfadapter.localkfp.apierrors import FAILED_PRECONDITION, ApiError, not_found
+from kfadapter.localkfp.apierrors import bad_request, not_found
 from kfadapter.localkfp.storage.database import ResourceStore
 
 VERSIONS = "pipeline_versions"
@@ -42,11 +42,11 @@ class PipelineStore(ResourceStore):
                 "SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,)
             ).fetchone()[0]
             if versions and not cascade:
-                raise ApiError(
-                    400,
-                    f"Failed to delete pipeline {pipeline_id}: it has {versions} pipeline "
-                    "version(s); delete them first or set cascade=true",
-                    FAILED_PRECONDITION,
+                # KFP's util.NewInvalidInputError: 400 with gRPC code 3, not 9
+                # (`resource/resource_manager.go`, DeletePipeline)
+                raise bad_request(
+                    f"Failed to delete pipeline with id {pipeline_id} as it has existing "
+                    f"pipeline versions ({versions}). Set cascade=true to delete all versions"
                 )
             conn.execute("DELETE FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,))
             conn.execute("DELETE FROM pipelines WHERE id = ?", (pipeline_id,))
