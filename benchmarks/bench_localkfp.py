@@ -62,7 +62,7 @@ from kfadapter.localkfp.server import LocalKfpServer
 
 class NullExecutor:
     def __init__(self, *args): pass
-    def submit(self, *args): pass
+    def submit(self, *args, **options): pass
     def terminate(self, run_id): return False
     def log_path(self, run_id, node_id): return None
     def shutdown(self): pass

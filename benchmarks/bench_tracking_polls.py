@@ -31,7 +31,9 @@ class HeldRuns:
     def __init__(self, data_dir: Path, max_concurrent_runs: int, on_update: Callable) -> None:
         self.on_update = on_update
 
-    def submit(self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any]) -> None:
+    def submit(
+        self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any], *, retry: bool = False
+    ) -> None:
         pass
 
     def terminate(self, run_id: str) -> bool:

@@ -159,11 +159,13 @@ class SeedingExecutor:
         """From now on, accept runs without executing them."""
         self._holding = True
 
-    def submit(self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any]) -> None:
+    def submit(
+        self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any], *, retry: bool = False
+    ) -> None:
         if self._holding:
             self.held.add(run_id)
         else:
-            self._real.submit(run_id, pipeline_spec, parameters)
+            self._real.submit(run_id, pipeline_spec, parameters, retry=retry)
 
     def terminate(self, run_id: str) -> bool:
         if run_id in self.held:

@@ -180,8 +180,9 @@ class _Tree:
         self.records = {(r.parent, r.task_name): r for r in records}
         self.run_state = run_state
         self.run_final = run_state in _FINAL
+        # A retried workflow keeps its nodes' starts: its first task may predate the attempt.
         first = min((r.start for r in records), default=None)
-        self.started = started or first or ""
+        self.started = min(filter(None, (started, first)), default="")
         self.finished = finished
         self.nodes: dict[str, _Node] = {}
 

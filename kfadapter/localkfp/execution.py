@@ -51,8 +51,11 @@ class TaskOptions:
 class Executor(Protocol):
     """What executes runs, as the run service uses it."""
 
-    def submit(self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any]) -> None:
-        """Queue the run of an IR pipeline spec; never blocks on its execution."""
+    def submit(
+        self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any], *, retry: bool = False
+    ) -> None:
+        """Queue the run of an IR pipeline spec; never blocks on its execution. A retry
+        (`retry`) executes again under the same id, from what the previous attempt left."""
         ...
 
     def terminate(self, run_id: str) -> bool:

@@ -8,7 +8,8 @@ to `on_update` in order. Runs beyond `max_concurrent_runs` wait PENDING, first i
 
 Files of a run, under DATA_DIR/runs/<run_id>/: spec.json, parameters.json, worker.log (the
 worker's own log), logs/<node_id>.log (each task's output), outputs/ (the pipeline
-root), tasks.json (the final task details).
+root), tasks.json (the final task details), task_results.jsonl (each ended task's state and
+outputs: what a retry carries forward, see attempts.py).
 
 A task's node id is its `pod_name` in the task details: the task's name in the pipeline spec
 (e.g. ``check-equals``), with ``-2``, ``-3``... appended when a name runs again in the same run.
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kfadapter.localkfp import attempts
 from kfadapter.localkfp import execution_protocol as protocol
 from kfadapter.localkfp.execution import RunUpdate, TaskOptions
 from kfadapter.localkfp.run_progress import RunProgress
@@ -73,12 +75,15 @@ class RunExecutor:
 
     # -- the interface the server uses -------------------------------------------------
 
-    def submit(self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any]) -> None:
+    def submit(
+        self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any], *, retry: bool = False
+    ) -> None:
         """Queue the run of an IR pipeline spec (no platform spec); it stays PENDING until a
-        slot is free. Never blocks on execution."""
+        slot is free. Never blocks on execution. A retry's worker gets the previous
+        attempt's task results, and the logs of the tasks it carries forward stay."""
         if not protocol.is_safe_name(run_id):
             raise ValueError(f"run id {run_id!r} is not usable as a directory name")
-        run = RunProgress.of(run_id, pipeline_spec, parameters, self._data_dir)
+        run = RunProgress.of(run_id, pipeline_spec, parameters, self._data_dir, retry=retry)
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the run executor is shut down")
@@ -171,10 +176,11 @@ class RunExecutor:
 
     def _run_process(self, run: RunProgress) -> None:
         run.directory.mkdir(parents=True, exist_ok=True)
-        # A retried run starts over: the logs of its previous attempt would mislead.
-        for stale in ("logs", "workspace"):
-            shutil.rmtree(run.directory / stale, ignore_errors=True)
+        if not run.retry:  # a new run's directory holds nothing of another attempt
+            for stale in ("logs", "workspace"):
+                shutil.rmtree(run.directory / stale, ignore_errors=True)
         (run.directory / "tasks.json").unlink(missing_ok=True)
+        previous = attempts.carry_forward(run.directory, run.retry)
         spec_file = run.directory / "spec.json"
         parameters_file = run.directory / "parameters.json"
         spec_file.write_text(json.dumps(run.pipeline_spec), encoding="utf-8")
@@ -201,6 +207,7 @@ class RunExecutor:
                         "--parent-pid",
                         str(os.getpid()),
                         *self._task_arguments,
+                        *(["--previous-attempt", str(previous)] if previous else []),
                     ],
                     pass_fds=(write_fd,),
                     stdin=subprocess.DEVNULL,

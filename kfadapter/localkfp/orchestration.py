@@ -15,7 +15,13 @@ on completion of their upstream tasks (exit handlers, ``ignore_upstream_failure`
 running ones finish (Argo's fail-fast DAGs).
 
 Every task, container or DAG (sub-pipeline, loop, loop iteration, condition), is reported to
-`TaskReporter` with where it sits in the DAG (see `execution_protocol`).
+`TaskReporter` with where it sits in the DAG (see `execution_protocol`), and its result is
+recorded (`attempts`). A retried run starts from the previous attempt's results, as KFP
+retries a workflow (`backend/src/common/util/workflow.go` GenerateRetryExecution): a
+component task that SUCCEEDED and a condition branch that was SKIPPED are not executed
+again but reported with their times and pod names, their outputs feeding the tasks
+downstream; failed and never-started tasks and exit-handler tasks run again, under the pod
+name they had; DAGs are evaluated again around them.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -49,7 +55,9 @@ from kfp.local.orchestrator.enhanced_dag_orchestrator import ConditionEvaluator
 from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kfadapter.localkfp import attempts
 from kfadapter.localkfp import execution_protocol as protocol
+from kfadapter.localkfp.attempts import TaskResult, TaskResults
 from kfadapter.localkfp.environments import EnvironmentBuildError, PreparedCommand
 
 logger = logging.getLogger(__name__)
@@ -94,13 +102,23 @@ class Outcome:
 
 
 class TaskReporter:
-    """Names tasks (unique pod names), reports their start and end, keeps the first failure."""
+    """Names tasks (unique pod names), reports their start and end, records their results,
+    keeps the first failure."""
 
-    def __init__(self, run_directory: Path, status: Emitter) -> None:
+    def __init__(
+        self,
+        run_directory: Path,
+        status: Emitter,
+        results: TaskResults | None = None,
+        reserved_pod_names: set[str] | None = None,
+    ) -> None:
         self._run_directory = run_directory
         self._status = status
+        self._results = results
         self._lock = threading.Lock()
         self._pod_names: set[str] = set()
+        self._reserved = set(reserved_pod_names or ())  # the previous attempt's pod names
+        self._started: dict[str, tuple[str, str, str]] = {}  # task id -> path, start, pod
         self.first_failure: str | None = None
 
     def log_file(self, pod_name: str) -> Path:
@@ -110,17 +128,34 @@ class TaskReporter:
         return path
 
     def started(
-        self, display_name: str, task_name: str, parent: str, kind: str, **extra: Any
+        self,
+        display_name: str,
+        task_name: str,
+        parent: str,
+        kind: str,
+        *,
+        previous: TaskResult | None = None,
+        **extra: Any,
     ) -> tuple[str, str]:
-        """Report a task's start; returns its (task id, pod name)."""
+        """Report a task's start (at its previous start and under its previous pod name
+        when it had one); returns its (task id, pod name)."""
         base = protocol.pod_name_for(task_name)
         with self._lock:
-            pod_name, number = base, 1
-            while pod_name in self._pod_names:
-                number += 1
-                pod_name = f"{base}-{number}"
+            if previous is not None and previous.pod_name not in self._pod_names:
+                pod_name = previous.pod_name
+            else:
+                pod_name, number = base, 1
+                while pod_name in self._pod_names or pod_name in self._reserved:
+                    number += 1
+                    pod_name = f"{base}-{number}"
             self._pod_names.add(pod_name)
         task_id = str(uuid.uuid4())
+        start = protocol.to_event_time(protocol.utc_now())
+        if previous is not None and kind == "dag":  # Argo keeps a DAG node's start
+            start = previous.start
+        path = f"{parent}.{task_name}" if parent else task_name
+        with self._lock:
+            self._started[task_id] = (path, start, pod_name)
         self._status.emit(
             protocol.TASK_STARTED,
             task_id=task_id,
@@ -129,24 +164,75 @@ class TaskReporter:
             task_name=task_name,
             parent=parent,
             kind=kind,
-            time=protocol.to_event_time(protocol.utc_now()),
+            time=start,
             **extra,
         )
         return task_id, pod_name
 
-    def finished(self, task_id: str, display_name: str, kind: str, outcome: Outcome) -> None:
-        """Report a task's end; a failed container task's error becomes the run's if first."""
+    def carried(
+        self, display_name: str, task_name: str, parent: str, kind: str, previous: TaskResult
+    ) -> Outcome:
+        """Report a task the previous attempt ended (SUCCEEDED or SKIPPED) as it ended then,
+        without executing it; its outputs as they were."""
+        outputs = attempts.decode_outputs(previous.outputs) if kind != "dag" else {}
+        outcome = Outcome(previous.state, outputs)
+        task_id = str(uuid.uuid4())
+        path = f"{parent}.{task_name}" if parent else task_name
+        with self._lock:
+            self._pod_names.add(previous.pod_name)
+            self._started[task_id] = (path, previous.start, previous.pod_name)
+        self._status.emit(
+            protocol.TASK_STARTED,
+            task_id=task_id,
+            pod_name=previous.pod_name,
+            display_name=display_name,
+            task_name=task_name,
+            parent=parent,
+            kind=kind,
+            time=previous.start,
+        )
+        self._finish(task_id, kind, outcome, previous.end, previous.outputs)
+        return outcome
+
+    def finished(
+        self,
+        task_id: str,
+        display_name: str,
+        kind: str,
+        outcome: Outcome,
+        previous: TaskResult | None = None,
+    ) -> None:
+        """Report a task's end; a failed container task's error becomes the run's if first.
+        A DAG that succeeded again, as before, keeps its previous end."""
         if outcome.state == FAILED and kind != "dag":
             with self._lock:
                 if self.first_failure is None:
                     self.first_failure = f"task {display_name!r} failed: {outcome.error}"
+        end = protocol.to_event_time(protocol.utc_now())
+        if previous is not None and kind == "dag" and previous.state == outcome.state:
+            end = previous.end
+        encoded = (
+            attempts.encode_outputs(outcome.outputs)
+            if kind != "dag" and outcome.state == SUCCEEDED
+            else {}
+        )
+        self._finish(task_id, kind, outcome, end, encoded)
+
+    def _finish(
+        self, task_id: str, kind: str, outcome: Outcome, end: str, outputs: dict[str, Any]
+    ) -> None:
+        """Emit task_finished and record the task's result."""
         self._status.emit(
             protocol.TASK_FINISHED,
             task_id=task_id,
             state=outcome.state,
             error=outcome.error,
-            time=protocol.to_event_time(protocol.utc_now()),
+            time=end,
         )
+        with self._lock:
+            path, start, pod_name = self._started.pop(task_id)
+        if self._results is not None and outcome.state in (SUCCEEDED, FAILED, SKIPPED):
+            self._results.record(TaskResult(path, outcome.state, start, end, pod_name, outputs))
 
 
 @dataclass(frozen=True)
@@ -172,6 +258,7 @@ class PipelineRunner:
         reporter: TaskReporter,
         environments: Environments,
         max_parallel_tasks: int,
+        previous: Mapping[str, TaskResult] | None = None,
     ) -> None:
         if max_parallel_tasks < 1:
             raise ValueError(f"max_parallel_tasks must be at least 1, got {max_parallel_tasks}")
@@ -186,6 +273,7 @@ class PipelineRunner:
         self._environments = environments
         self._slots = threading.BoundedSemaphore(max_parallel_tasks)
         self._pipeline_id = placeholder_utils.make_random_id()
+        self._previous: Mapping[str, TaskResult] = previous or {}
 
     def run(self, arguments: dict[str, Any]) -> Outcome:
         """Execute the root DAG with the run's arguments."""
@@ -273,12 +361,15 @@ class PipelineRunner:
         """One task of a DAG: a loop, a sub-DAG (condition, nested pipeline) or a component."""
         component = self._components[task.component_ref.name]
         display_name = task.task_info.name or name
+        previous = self._previous.get(scope.child_path(name))
         if task.WhichOneof("iterator"):
             return self._reported_dag(
                 display_name, name, scope, lambda path: self._run_loop(name, task, scope, path)
             )
         if component.WhichOneof("implementation") == "dag":
             condition = task.trigger_policy.condition
+            if previous is not None and previous.state == SKIPPED:  # carried forward
+                return self._reporter.carried(display_name, name, scope.path, "dag", previous)
             if condition and not ConditionEvaluator.evaluate_condition(condition, scope.store):
                 task_id, _ = self._reporter.started(display_name, name, scope.path, "dag")
                 self._reporter.finished(task_id, display_name, "dag", Outcome(SKIPPED))
@@ -299,14 +390,18 @@ class PipelineRunner:
         body: Callable[[str], Outcome],
         **extra: Any,
     ) -> Outcome:
-        """Run a DAG task between its task_started and task_finished events."""
-        task_id, _ = self._reporter.started(display_name, name, scope.path, "dag", **extra)
+        """Run a DAG task between its task_started and task_finished events (a retried
+        DAG keeps its previous start, and its end if it ends as before)."""
+        previous = self._previous.get(scope.child_path(name))
+        task_id, _ = self._reporter.started(
+            display_name, name, scope.path, "dag", previous=previous, **extra
+        )
         try:
             outcome = body(scope.child_path(name))
         except Exception as exc:  # kfp.local's helpers raise on inputs they cannot resolve
             logger.exception("DAG task %s failed", name)
             outcome = _failure(exc)
-        self._reporter.finished(task_id, display_name, "dag", outcome)
+        self._reporter.finished(task_id, display_name, "dag", outcome, previous)
         return outcome
 
     def _run_sub_dag(
@@ -399,12 +494,19 @@ class PipelineRunner:
         component: ComponentSpec,
         scope: Scope,
     ) -> Outcome:
-        """A container or importer task: in a slot, reported, retried as its policy says."""
+        """A container or importer task: in a slot, reported, retried as its policy says;
+        carried forward instead when the previous attempt ended it SUCCEEDED (an exit
+        handler's task excepted: it runs again after its body)."""
         executor = self._executors[component.executor_label]
         kind = "importer" if executor.WhichOneof("spec") == "importer" else "container"
+        previous = self._previous.get(scope.child_path(name))
+        if previous is not None and previous.state == SUCCEEDED and not _is_exit_task(task):
+            return self._reporter.carried(display_name, name, scope.path, kind, previous)
         with self._slots:
-            task_id, pod_name = self._reporter.started(display_name, name, scope.path, kind)
-            with self._reporter.log_file(pod_name).open("a", encoding="utf-8") as log:
+            task_id, pod_name = self._reporter.started(
+                display_name, name, scope.path, kind, previous=previous
+            )
+            with self._reporter.log_file(pod_name).open("w", encoding="utf-8") as log:
                 try:
                     arguments = OrchestratorUtils.make_task_arguments(task.inputs, scope.store)
                 except ValueError as exc:  # an input that no upstream task produced
@@ -524,6 +626,14 @@ class PipelineRunner:
             executor_input=executor_input, component_spec=component
         )
         return Outcome(SUCCEEDED, outputs)
+
+
+def _is_exit_task(task: TaskSpec) -> bool:
+    """Whether the task is an ExitHandler's exit task: it runs once its exit-handler-N
+    group has completed, whatever the outcome (KFP's compiler names the group so)."""
+    return task.trigger_policy.strategy == _ALL_UPSTREAM_COMPLETED and any(
+        upstream.startswith("exit-handler-") for upstream in task.dependent_tasks
+    )
 
 
 def _whole_numbers_in_collections(executor_input: dict[str, Any]) -> None:

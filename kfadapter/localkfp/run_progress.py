@@ -52,10 +52,17 @@ class RunProgress:
     stop_reason: str | None = None  # "terminate" or "shutdown"
     stop_requested_at: float | None = None  # time.monotonic()
     killed: bool = False
+    retry: bool = False  # an attempt after the first: it starts from the previous one
 
     @classmethod
     def of(
-        cls, run_id: str, pipeline_spec: dict[str, Any], parameters: dict[str, Any], data_dir: Path
+        cls,
+        run_id: str,
+        pipeline_spec: dict[str, Any],
+        parameters: dict[str, Any],
+        data_dir: Path,
+        *,
+        retry: bool = False,
     ) -> RunProgress:
         """A run just submitted, PENDING, its directory under the data dir."""
         return cls(
@@ -63,6 +70,7 @@ class RunProgress:
             pipeline_spec=pipeline_spec,
             parameters=dict(parameters or {}),
             directory=protocol.run_dir(data_dir, run_id),
+            retry=retry,
         )
 
     def handle_event(self, line: bytes) -> bool:

@@ -219,7 +219,7 @@ class RunService:
                 ir = ir_of(loads(row["pipeline_spec"]))
             self._enter_state(run_id, "PENDING", error=None, finished_at=0, task_details=None)
         parameters = (loads(row["runtime_config"]) or {}).get("parameters", {})
-        self._submit(run_id, ir, parameters)
+        self._submit(run_id, ir, parameters, retry=True)
         return {}
 
     def apply_run_update(self, update: RunUpdate) -> None:
@@ -306,12 +306,14 @@ class RunService:
             shown["state_history"] = dumps(history)
         return views.run_json(shown)
 
-    def _submit(self, run_id: str, ir: dict[str, Any], parameters: dict[str, Any]) -> None:
+    def _submit(
+        self, run_id: str, ir: dict[str, Any], parameters: dict[str, Any], *, retry: bool = False
+    ) -> None:
         if self._executor is None:
             self._finish(run_id, "FAILED", "no run executor is attached to this server")
             return
         try:
-            self._executor.submit(run_id, ir, parameters)
+            self._executor.submit(run_id, ir, parameters, retry=retry)
         except Exception as error:  # the executor refused: the run fails, the call does not
             log.exception("executor refused run %s", run_id)
             self._finish(run_id, "FAILED", f"the run could not be started: {error}")

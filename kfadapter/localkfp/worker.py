@@ -2,13 +2,15 @@
 
 Usage: ``python -m kfadapter.localkfp.worker SPEC.json PARAMS.json RUN_DIR --status-fd N
 --env-cache DIR --env-cache-size BYTES [--image-packages IMAGE=FILE ...]
---max-parallel-tasks N [--parent-pid PID]``
+--max-parallel-tasks N [--parent-pid PID] [--previous-attempt RESULTS]``
 
 kfp checks the run's arguments against the pipeline; `orchestration.PipelineRunner` then
 runs its tasks (independent ones at once, each in its environment from
 `environments.TaskEnvironments`, one log file per task under RUN_DIR/logs) and the worker
 reports progress to the parent as JSON lines on the file descriptor N (see
-`execution_protocol`). The executor starts it in its own session, so
+`execution_protocol`). Each ended task's result goes to RUN_DIR/task_results.jsonl; with
+``--previous-attempt`` (a retry) the tasks that file shows ended well are carried forward
+(see `attempts`). The executor starts it in its own session, so
 killing its process group also kills every component process. With ``--parent-pid`` it
 kills that group itself when the server dies without stopping it (see `watch_parent`).
 """
@@ -67,15 +69,24 @@ def run_pipeline(
     run_directory: Path,
     status: StatusWriter,
     options: TaskOptions,
+    previous_attempt: Path | None = None,
 ) -> None:
-    """Execute the pipeline and report every task and the run's end on `status`."""
+    """Execute the pipeline and report every task and the run's end on `status`; a retry
+    carries forward what `previous_attempt` (a task results file) shows ended well."""
     from kfp import components, local
     from kfp.local import pipeline_orchestrator
 
+    from kfadapter.localkfp import attempts
     from kfadapter.localkfp.environments import TaskEnvironments
     from kfadapter.localkfp.orchestration import SUCCEEDED, PipelineRunner, TaskReporter
 
-    reporter = TaskReporter(run_directory, status)
+    previous = attempts.load(previous_attempt)
+    reporter = TaskReporter(
+        run_directory,
+        status,
+        attempts.TaskResults(run_directory / attempts.TASK_RESULTS),
+        {result.pod_name for result in previous.values()},
+    )
     assert options.env_cache is not None and options.env_cache_size is not None
     environments = TaskEnvironments(
         options.env_cache, options.env_cache_size, image_packages=options.image_packages
@@ -89,6 +100,7 @@ def run_pipeline(
             reporter,
             environments,
             options.max_parallel_tasks,
+            previous,
         )
         outcome = runner.run(arguments)
         if outcome.state != SUCCEEDED:
@@ -166,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
         help="what an image holds (repeatable)",
     )
     parser.add_argument("--max-parallel-tasks", type=int, required=True, help="tasks at once")
+    parser.add_argument(
+        "--previous-attempt", type=Path, default=None, help="task results a retry starts from"
+    )
     return parser
 
 
@@ -189,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     parameters = json.loads(args.parameters.read_text(encoding="utf-8"))
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    run_pipeline(spec, parameters, args.run_dir, status, options)
+    run_pipeline(spec, parameters, args.run_dir, status, options, args.previous_attempt)
     return 0
 
 

@@ -28,12 +28,16 @@ class HeldExecutor:
         self.data_dir = data_dir
         self.on_update = on_update
         self.submitted: list[tuple[str, dict, dict[str, Any]]] = []
+        self.retried: list[str] = []  # runs submitted again by a retry
         self.active: set[str] = set()
         self.lock = threading.Lock()
 
-    def submit(self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any]) -> None:
+    def submit(
+        self, run_id: str, pipeline_spec: dict, parameters: dict[str, Any], *, retry: bool = False
+    ) -> None:
         with self.lock:
             self.submitted.append((run_id, pipeline_spec, parameters))
+            self.retried += [run_id] if retry else []
             self.active.add(run_id)
 
     def finish(self, run_id: str, state: str, error: str | None = None) -> None:

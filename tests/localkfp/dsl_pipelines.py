@@ -320,10 +320,83 @@ PIPELINES = {
 }
 
 
-def compile_all(directory: Path) -> dict[str, Path]:
-    """Compile every pipeline to `directory/<name>.yaml`."""
+# -- run retries (test_runs_e2e.py) ------------------------------------------------------------
+
+
+@dsl.component(base_image=IMAGE)
+def count_run(counter: str, tag: str, dataset: Output[Dataset]) -> str:
+    """Append a line to the counter file: how often this task really executed."""
+    with open(counter, "a") as file:
+        file.write(tag + "\n")
+    with open(dataset.path, "w") as file:
+        file.write("counted " + tag)
+    return "counted " + tag
+
+
+@dsl.component(base_image=IMAGE)
+def needs_marker(marker: str, value: str, dataset: Input[Dataset]):
+    """Fail unless the marker file exists; check what the counting task passed on."""
+    import os
+
+    if not os.path.exists(marker):
+        raise RuntimeError("the marker file is not there yet")
+    with open(dataset.path) as file:
+        text = file.read()
+    if value != "counted first" or text != "counted first":
+        raise ValueError(f"unexpected inputs {value!r}, {text!r}")
+
+
+@dsl.component(base_image=IMAGE)
+def wait_for_marker(marker: str, value: str):
+    """Wait (up to 10 minutes) until the marker file exists."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 600
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if value != "counted first":
+        raise ValueError(f"unexpected input {value!r}")
+
+
+@dsl.pipeline(name="retry-carries-forward")
+def retry_carries_forward(counter: str, marker: str):
+    """A counting task, a loop of counting tasks, then a task that fails without a marker."""
+    counted = count_run(counter=counter, tag="first")
+    with dsl.ParallelFor(["a", "b"]) as item:
+        count_run(counter=counter, tag=item)
+    needs_marker(marker=marker, value=counted.outputs["Output"], dataset=counted.outputs["dataset"])
+
+
+@dsl.pipeline(name="retry-after-terminate")
+def retry_after_terminate(counter: str, marker: str):
+    """A counting task, then one that waits for a marker (terminated while it waits)."""
+    counted = count_run(counter=counter, tag="first")
+    wait_for_marker(marker=marker, value=counted.outputs["Output"])
+
+
+@dsl.pipeline(name="retry-exit-handler")
+def retry_exit_handler(counter: str, marker: str):
+    """The body of retry_carries_forward's first and last task, in an ExitHandler whose exit
+    task counts too."""
+    with dsl.ExitHandler(count_run(counter=counter, tag="exit")):
+        counted = count_run(counter=counter, tag="first")
+        needs_marker(
+            marker=marker, value=counted.outputs["Output"], dataset=counted.outputs["dataset"]
+        )
+
+
+RETRY_PIPELINES = {
+    "retry_carries_forward": retry_carries_forward,
+    "retry_after_terminate": retry_after_terminate,
+    "retry_exit_handler": retry_exit_handler,
+}
+
+
+def compile_all(directory: Path, pipelines: dict | None = None) -> dict[str, Path]:
+    """Compile every pipeline (of PIPELINES, or those given) to `directory/<name>.yaml`."""
     paths = {}
-    for name, pipeline in PIPELINES.items():
+    for name, pipeline in (PIPELINES if pipelines is None else pipelines).items():
         paths[name] = Path(directory) / f"{name}.yaml"
         compiler.Compiler().compile(pipeline, str(paths[name]))
     return paths

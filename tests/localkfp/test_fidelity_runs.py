@@ -447,6 +447,7 @@ def test_retry_only_a_failed_run_terminated_ones_included(server) -> None:
     assert retried["state"] == "PENDING"
     assert _history(retried) == ["PENDING", "FAILED", "PENDING"]
     assert sum(1 for s in _executor(server).submitted if s[0] == terminated) == 2
+    assert _executor(server).retried.count(terminated) == 1  # from its previous attempt
 
 
 # -- error row: a run referencing an unknown version ----------------------------------------

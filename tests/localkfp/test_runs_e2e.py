@@ -120,3 +120,140 @@ def test_a_pipeline_uploaded_with_a_platform_spec_runs(started) -> None:
     client, runs = started
     run = _wait(client, runs["platform"], FINAL)
     assert run.state == "SUCCEEDED", run.error
+
+
+# -- retry carries succeeded tasks forward (row 13 of ../shared/kfp-fidelity.md) ----------------
+
+
+@pytest.fixture(scope="module")
+def retry_pipelines(tmp_path_factory) -> dict[str, str]:
+    from tests.localkfp.dsl_pipelines import RETRY_PIPELINES, compile_all
+
+    paths = compile_all(tmp_path_factory.mktemp("retry-pipelines"), RETRY_PIPELINES)
+    return {name: str(path) for name, path in paths.items()}
+
+
+def _executor_task(run, display_name: str):
+    """The task detail of a container task's executor DAG node (display name: its key)."""
+    return next(t for t in run.run_details.task_details if t.display_name == display_name)
+
+
+def _log(server, run, task) -> requests.Response:
+    pod = executor_pod_name(task.child_tasks[0].pod_name)  # see test_fidelity_tasks.py
+    return requests.get(f"{server.url}/apis/v1alpha1/runs/{run.run_id}/nodes/{pod}/log")
+
+
+def test_retry_carries_succeeded_tasks_forward(real_server, retry_pipelines, tmp_path) -> None:
+    """KFP: RetryRun re-submits the workflow that GenerateRetryExecution formed: nodes that
+    Succeeded (or were Skipped) are kept as they were, failed pods are deleted and run again
+    (`backend/src/common/util/workflow.go` GenerateRetryExecution,
+    `backend/src/apiserver/resource/resource_manager.go` RetryRun). So a task that succeeded
+    is not executed again, its outputs (a parameter and an artifact) still feed the task
+    downstream, and its task detail keeps its state, times and log."""
+    client = client_for(real_server)
+    counter, marker = tmp_path / "counter.txt", tmp_path / "marker"
+    run_id = client.create_run_from_pipeline_package(
+        retry_pipelines["retry_carries_forward"],
+        arguments={"counter": str(counter), "marker": str(marker)},
+        run_name="retry-carries-forward",
+    ).run_id
+    failed = _wait(client, run_id, FINAL)
+    assert failed.state == "FAILED"
+    assert sorted(counter.read_text().split()) == ["a", "b", "first"]
+    before = _executor_task(failed, "count-run")
+    assert before.state == "SUCCEEDED" and _executor_task(failed, "needs-marker").state == "FAILED"
+    first_log = _log(real_server, failed, before)
+    assert first_log.status_code == 200
+
+    marker.touch()
+    client._run_api.run_service_retry_run(run_id=run_id)
+    run = _wait(client, run_id, FINAL)
+    assert run.state == "SUCCEEDED"
+    assert sorted(counter.read_text().split()) == ["a", "b", "first"]  # each ran once
+    after = _executor_task(run, "count-run")
+    assert (after.state, after.start_time, after.end_time) == (
+        "SUCCEEDED",
+        before.start_time,
+        before.end_time,
+    )
+    assert after.task_id == before.task_id  # the same Argo node
+    assert _log(real_server, run, after).text == first_log.text
+    checked = _executor_task(run, "needs-marker")
+    assert checked.state == "SUCCEEDED" and checked.start_time >= before.end_time
+    assert _log(real_server, run, checked).status_code == 200
+    kept = {t.task_id: t for t in run.run_details.task_details}
+    # The nodes that succeeded stay as they were; but the run's root driver and the driver of
+    # the task that ran again (kept by Argo, started anew here: see docs/local-kfp.md).
+    for node in failed.run_details.task_details:
+        if node.state == "SUCCEEDED" and node.display_name not in (
+            "root-driver",
+            "needs-marker-driver",
+        ):
+            same = kept[node.task_id]
+            assert (same.state, same.start_time, same.end_time) == (
+                node.state,
+                node.start_time,
+                node.end_time,
+            ), node.display_name
+    assert [s.state for s in run.state_history].count("FAILED") == 1
+
+
+def test_retry_runs_an_exit_handlers_task_again(real_server, retry_pipelines, tmp_path) -> None:
+    """An ExitHandler's exit task runs again after its retried body, which carries forward
+    the body's succeeded task (`backend/src/common/util/workflow.go` GenerateRetryExecution
+    keeps succeeded nodes; the exit task reports the body's new final status)."""
+    client = client_for(real_server)
+    counter, marker = tmp_path / "counter.txt", tmp_path / "marker"
+    run_id = client.create_run_from_pipeline_package(
+        retry_pipelines["retry_exit_handler"],
+        arguments={"counter": str(counter), "marker": str(marker)},
+        run_name="retry-exit-handler",
+    ).run_id
+    assert _wait(client, run_id, FINAL).state == "FAILED"
+    assert sorted(counter.read_text().split()) == ["exit", "first"]
+    marker.touch()
+    client._run_api.run_service_retry_run(run_id=run_id)
+    assert _wait(client, run_id, FINAL).state == "SUCCEEDED"
+    assert sorted(counter.read_text().split()) == ["exit", "exit", "first"]
+
+
+def test_retry_of_a_terminated_run_runs_only_what_did_not_finish(
+    real_server, retry_pipelines, tmp_path
+) -> None:
+    """KFP: a terminated run's workflow ends Failed and can be retried; its succeeded nodes
+    are carried forward, the nodes it stopped run again (`backend/src/common/util/
+    workflow.go` GenerateRetryExecution unsets activeDeadlineSeconds 0)."""
+    client = client_for(real_server)
+    counter, marker = tmp_path / "counter.txt", tmp_path / "marker"
+    run_id = client.create_run_from_pipeline_package(
+        retry_pipelines["retry_after_terminate"],
+        arguments={"counter": str(counter), "marker": str(marker)},
+        run_name="retry-after-terminate",
+    ).run_id
+    stop = time.monotonic() + 120
+    while time.monotonic() < stop:
+        run = client.get_run(run_id)
+        details = (run.run_details.task_details if run.run_details else None) or []
+        tasks = {t.display_name: t.state for t in details}
+        if tasks.get("count-run") == "SUCCEEDED" and tasks.get("wait-for-marker") == "RUNNING":
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the run did not reach its waiting task: {run.state}")
+    client.terminate_run(run_id)
+    terminated = _wait(client, run_id, FINAL, deadline=30)
+    assert terminated.state == "FAILED"
+    before = _executor_task(terminated, "count-run")
+
+    marker.touch()
+    client._run_api.run_service_retry_run(run_id=run_id)
+    run = _wait(client, run_id, FINAL)
+    assert run.state == "SUCCEEDED"
+    assert counter.read_text().split() == ["first"]
+    after = _executor_task(run, "count-run")
+    assert (after.state, after.start_time, after.end_time) == (
+        "SUCCEEDED",
+        before.start_time,
+        before.end_time,
+    )
+    assert _executor_task(run, "wait-for-marker").state == "SUCCEEDED"
