@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 
+from kfadapter.localkfp.argo_nodes import executor_pod_name
 from kfadapter.localkfp.execution import TaskOptions
 from kfadapter.localkfp.server import LocalKfpServer
 from tests.localkfp.conftest import client_for
@@ -240,7 +241,11 @@ def test_a_killed_build_leaves_nothing_a_later_run_uses(client, server, index, t
     assert len(environments_with(server, "killedpkg")) == 1
 
 
-def test_an_unavailable_package_fails_the_run_naming_it(client, index, tmp_path, freeze_before):
+def test_an_unavailable_package_fails_the_run_naming_it(
+    client, server, index, tmp_path, freeze_before
+):
+    """The task fails at once and its log (its executor pod's) names the package and the
+    index; a failed v2 run carries no run error or task error on KFP 2.17."""
     from kfp import dsl
 
     def missing():
@@ -256,10 +261,12 @@ def test_an_unavailable_package_fails_the_run_naming_it(client, index, tmp_path,
 
     run = wait(client, submit(client, compile_pipeline(tmp_path / "missing.yaml", missing)))
     assert run.state == "FAILED"
-    assert "'nosuchpkg==1.0'" in run.error.message
-    assert index.url in run.error.message
     (task,) = [t for t in run.run_details.task_details if t.display_name == "check-version"]
-    assert task.state == "FAILED" and "nosuchpkg" in task.error.message
+    assert task.state == "FAILED"
+    pod = executor_pod_name(task.child_tasks[0].pod_name)
+    log = requests.get(f"{server.url}/apis/v1alpha1/runs/{run.run_id}/nodes/{pod}/log", timeout=30)
+    assert log.status_code == 200
+    assert "'nosuchpkg==1.0'" in log.text and index.url in log.text
     assert server_freeze() == freeze_before
 
 
