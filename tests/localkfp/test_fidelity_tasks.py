@@ -216,7 +216,8 @@ def test_a_running_task_ends_at_go_zero_time_and_terminating_fails_it(real_serve
 def test_a_nested_pipeline_has_its_dag_nodes(real_server, runs):
     """A sub-pipeline task `S` is `S-driver` (`system-dag-driver`) and the DAG `S` holding
     its tasks (`argocompiler/dag.go`: `dag.Depends = S-driver`); the tasks after `S` wait
-    for its last tasks' pods (Argo's outbound nodes of a DAG)."""
+    for its last tasks' pods (Argo's outbound nodes of a DAG). The DAG node's phase and
+    times are its own (`common/util/workflow.go` `NodeStatuses`)."""
     run = wait_for(real_server.url, runs["nested"], finished)
     assert run["state"] == "SUCCEEDED"
     dags = {
@@ -224,8 +225,16 @@ def test_a_nested_pipeline_has_its_dag_nodes(real_server, runs):
         "inner": {"say": [], "say-2": ["say"]},
     }
     details = run["run_details"]["task_details"]
-    assert_argo_shape(details, runs["nested"], dags)
+    workflow = assert_argo_shape(details, runs["nested"], dags)
     assert {d["state"] for d in details} == {"SUCCEEDED"}
+    # the sub-DAG's node has the state and times the worker reports for it, around its tasks'
+    nodes = by_node(details)
+    inner_dag = nodes[node_id(workflow, f"{workflow}.root.inner")]
+    inner_tasks = [
+        nodes[node_id(workflow, f"{workflow}.root.inner.{task}.executor")] for task in dags["inner"]
+    ]
+    assert inner_dag["start_time"] <= min(t["start_time"] for t in inner_tasks)
+    assert NEVER != inner_dag["end_time"] >= max(t["end_time"] for t in inner_tasks)
 
 
 def test_logs_are_read_by_executor_pod_name(real_server, runs):
