@@ -15,7 +15,7 @@ from kfadapter.kfp import PAGE_SIZE, KfConnect, NewRun, PageRequest, filters
 from kfadapter.localkfp.server import LocalKfpServer
 from kfadapter.serving import ServerThread
 from kfadapter.settings import Settings
-from tests.adapter_support import RecordingProxy, unique, wait_for_state
+from tests.adapter_support import RecordingProxy, tm_upload, unique, wait_for_state
 
 pytestmark = pytest.mark.e2e  # real servers and processes on free ports
 
@@ -148,6 +148,33 @@ def test_each_task_gets_its_own_log(adapter, finished_runs):
         assert not any(f"component `{other}`" in task["log"] for other in others)
     assert adapter.proxy.count("GET", "/apis/v2beta1/runs/", since=mark) == 1
     assert adapter.proxy.count("GET", "/apis/v1alpha1/runs/", since=mark) == 4
+
+
+def test_each_iteration_of_a_loop_gets_its_own_log(adapter, tmp_path):
+    """A ParallelFor's body task is one task per iteration (KFP's Argo compiler,
+    `argocompiler/dag.go` `iteratorTask`: each iteration its own `iteration-item` DAG and
+    executor pod); the loop's scaffolding nodes (`iteration-driver`, `iteration-iterations`,
+    `iteration-item`...) are no tasks of the pipeline. Each iteration's log is its own."""
+    from kfp import compiler
+
+    from tests.localkfp.dsl_pipelines import printed_loop
+
+    package = tmp_path / "printed_loop.yaml"
+    compiler.Compiler().compile(printed_loop, str(package))
+    name = unique("printed-loop")
+    assert tm_upload(adapter, name, package).status_code == 200
+    run_id = _start_run(adapter, name, unique("loop"), {"items": [7, 8, 9]})
+    assert wait_for_state(adapter, run_id)["state"] == "SUCCEEDED"
+    tasks = adapter.get(f"/runs/{run_id}/logs").json()["tasks"]
+    assert sorted(t["name"] for t in tasks) == ["for-loop-1", "shout", "shout", "shout", "total"]
+    shouts = [t for t in tasks if t["name"] == "shout"]
+    assert len({t["task_id"] for t in shouts}) == 3
+    printed = sorted(
+        value for t in shouts for value in (7, 8, 9) if f"iteration item {value}" in t["log"]
+    )
+    assert printed == [7, 8, 9]  # each log holds one iteration's item, each item one log
+    loop = next(t for t in tasks if t["name"] == "for-loop-1")
+    assert loop["log"] is None and loop["state"] == "SUCCEEDED"
 
 
 def test_a_task_without_a_log_says_why(adapter, finished_runs, kfp_proxy):

@@ -7,6 +7,7 @@ new JSON-ready dict, so it can be tested and reused without KFP.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -105,7 +106,11 @@ def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     On Argo, KFP 2.17 reports every node of the workflow (`server/api_converter.go`,
     `toModelTasks`): the workflow's own node (named as the workflow), `root` and
     `root-driver`, and for each task `T` a `T-driver` pod, the `T` node and, for a
-    container, its `executor` pod. Only the `T` entries are kept. None carries a pod
+    container, its `executor` pod; a ParallelFor adds `iteration-driver`,
+    `iteration-iterations`, `iteration-iterations(i:i)`, `iteration-item-driver` and
+    `iteration-item` (`argocompiler/dag.go` `iteratorTask`), so a task inside a loop is
+    one `T` entry per iteration, and an exit task sits under a `<task>.onExit` hook node.
+    Only the `T` entries are kept (the loop's own and each iteration's). None carries a pod
     name; their `child_tasks` are Argo node ids `<workflow>-<hash>`, and the pod of a
     child that runs a component is `<workflow>-system-container-impl-<hash>`
     (`common/util/workflow.go` `RetrievePodName`, Argo's POD_NAMES v2): those are a
@@ -122,7 +127,11 @@ def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     tasks = []
     for raw in details:
         name = raw.get("display_name") or ""
-        if name in system or (name.endswith("-driver") and name[: -len("-driver")] in names):
+        if (
+            name in system
+            or _COMPILER_NODE.fullmatch(name)
+            or (name.endswith("-driver") and name[: -len("-driver")] in names)
+        ):
             continue
         tasks.append(
             {
@@ -141,6 +150,11 @@ def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return tasks
+
+
+_COMPILER_NODE = re.compile(
+    r"iteration-(driver|iterations(\(\d+:\d+\))?|item(-driver)?)|.+\.onExit"
+)  # the nodes KFP's Argo compiler adds for loops and Argo adds for exit hooks
 
 
 def _executor_pod(node_id: str) -> str:

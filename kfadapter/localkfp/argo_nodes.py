@@ -9,19 +9,36 @@ On a cluster KFP's v2 compiler (`backend/src/v2/compiler/argocompiler/`, `argo.g
 - for each container task `T` of a DAG: `T-driver` (`system-container-driver`), then `T`
   (a DAG, `system-container-executor`) holding one pod node `executor`
   (`system-container-impl`): the pod that runs the component;
-- for each sub-DAG task `S`: `S-driver` (`system-dag-driver`), then `S` (a DAG holding
-  S's own tasks).
+- for each sub-DAG task `S` (nested pipeline, condition group or branch): `S-driver`
+  (`system-dag-driver`), then `S` (a DAG holding S's own tasks); a condition branch not
+  taken is a Skipped node (its `when` false: Argo's `executeDAGTask`), which KFP reports
+  as SKIPPED (`model.RuntimeState`: Argo's `Skipped` -> v2 `SKIPPED`);
+- for each ParallelFor task `L` (`iteratorTask`, template `<component>-L-iterator`): `L`
+  (no driver) holding `iteration-driver` and `iteration-iterations`, a `withSequence`
+  over the iteration count that Argo expands (`workflow/controller/dag.go` `expandTask`,
+  `processItem`: `<task>(<index>:<item>)`) into a TaskGroup node `iteration-iterations`
+  whose children are `iteration-iterations(<i>:<i>)`, each a DAG of
+  `iteration-item-driver` and `iteration-item` (the body's DAG, its tasks as above);
+- an exit task (trigger strategy ALL_UPSTREAM_TASKS_COMPLETED: `dsl.ExitHandler`'s, or
+  `.ignore_upstream_failure()`) is not a task of its DAG but the template
+  `exit-hook-<dag>-<task>` of an Argo exit lifecycle hook on the task it depends on
+  (`argocompiler/dag.go` `DAG`, `addExitTask`); Argo runs it as the node
+  `<that task's node>.onExit` (`workflow/common` `GenerateOnExitNodeName`), a child of
+  that task's node (`runOnExitNode`: `addChildNode`), holding the exit task's nodes.
 
-Argo names a node `<parent name>.<task name>` and gives it the id `<workflow>-<FNV-1a 32
-of the node name>`; a node's children are the roots of its DAG, or the drivers of the
-tasks that depend on it, attached to its outbound (last) pods. KFP reports every node as a
-task (`common/util/workflow.go` `NodeStatuses`, `server/api_converter.go` `toModelTasks`,
-sorted by node id), with the Argo node's display name, phase and times, and child ids
-that are Argo node ids. `toApiPipelineTaskDetail` sets no `pod_name`, no per-task `error`,
-no `inputs`/`outputs`, no `state_history`; a node not yet finished has Go's zero time as
+Argo names a node `<parent name>.<task name>` (display name: the name without its DAG
+node's name, `initializeNode`) and gives it the id `<workflow>-<FNV-1a 32 of the node
+name>`; a node's children are the roots of its DAG, or the drivers of the tasks that
+depend on it, attached to its outbound (last) pods (a TaskGroup's are its items'). KFP
+reports every node as a task (`common/util/workflow.go` `NodeStatuses`,
+`server/api_converter.go` `toModelTasks`, sorted by node id), with the Argo node's
+display name, phase and times, and child ids that are Argo node ids.
+`toApiPipelineTaskDetail` sets no `pod_name`, no per-task `error`, no
+`inputs`/`outputs`, no `state_history`; a node not yet finished has Go's zero time as
 its end (`0001-01-01T00:00:00Z`); every entry's `create_time` is the workflow's. An
 executor's pod is named `<workflow>-system-container-impl-<hash of its node name>`
-(Argo's POD_NAMES v2, which KFP assumes in `RetrievePodName`): logs are read by that name.
+(Argo's POD_NAMES v2, which KFP assumes in `RetrievePodName`): logs are read by that
+name.
 
 This module only computes; it does no I/O.
 """
@@ -46,6 +63,8 @@ _FINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 # A worker's task state as the Argo phase KFP maps it back from (`model.RuntimeState.ToV2`):
 # Argo ends the nodes of a terminated workflow Failed; there is no canceled phase.
 _NODE_STATE = {"CANCELED": "FAILED", "CANCELING": "RUNNING"}
+_ITERATION = re.compile(r"iteration-(\d+)")  # a loop iteration as the worker names it
+_EXIT_STRATEGY = "ALL_UPSTREAM_TASKS_COMPLETED"
 
 
 @dataclass(frozen=True)
@@ -99,9 +118,76 @@ def executor_pod_name(executor_node_id: str) -> str:
     return f"{workflow}-{EXECUTOR_TEMPLATE}-{digits}"
 
 
-def executor_node_name(workflow: str, parent: Iterable[str], task_name: str) -> str:
-    """The Argo node name of a container task's executor pod."""
-    return ".".join([workflow, "root", *parent, task_name, "executor"])
+def executor_node_name(
+    spec: Mapping[str, Any], workflow: str, parent: Iterable[str], task_name: str
+) -> str:
+    """The Argo node name of a container task's executor pod (its DAG path as the worker
+    reports it: spec keys, `iteration-<i>` inside a loop)."""
+    return f"{task_node_name(spec, workflow, (*parent, task_name))}.executor"
+
+
+def task_node_name(spec: Mapping[str, Any], workflow: str, path: Iterable[str]) -> str:
+    """The Argo node name of the task at this worker path (its last element).
+
+    A loop iteration `iteration-<i>` is `iteration-iterations(<i>:<i>)`, and what runs in
+    it sits under its `iteration-item`; an exit task sits under `<host>.onExit`.
+    """
+    components: Mapping[str, Any] = spec.get("components") or {}
+    component: Mapping[str, Any] = spec.get("root") or {}
+    elements = list(path)
+    names, in_loop = [workflow, "root"], False
+    for position, element in enumerate(elements):
+        iteration = _ITERATION.fullmatch(element) if in_loop else None
+        if iteration:
+            names.append(f"iteration-iterations({iteration[1]}:{iteration[1]})")
+            if position < len(elements) - 1:
+                names.append("iteration-item")
+            in_loop = False
+            continue
+        tasks = _tasks_of(component)
+        task = tasks.get(element) or {}
+        host = exit_hook_host(spec, tasks, task)
+        names.extend([host, "onExit", element] if host else [element])
+        component = components.get(_component_name(task)) or {}
+        in_loop = is_loop(task)
+    return ".".join(names)
+
+
+def is_loop(task: Mapping[str, Any]) -> bool:
+    """Whether a task spec is a ParallelFor (an iterator task)."""
+    return bool(task.get("parameterIterator") or task.get("artifactIterator"))
+
+
+def exit_hook_host(
+    spec: Mapping[str, Any], tasks: Mapping[str, Any], task: Mapping[str, Any]
+) -> str | None:
+    """The task whose Argo exit hook runs this exit task, or None if it is a plain task.
+
+    KFP's compiler sets the hook on every task the exit task depends on, and only on
+    container and DAG tasks (`iteratorTask` and `importerTask` take no exit template);
+    the worker runs an exit task once, so it is placed under the first of them.
+    """
+    if (task.get("triggerPolicy") or {}).get("strategy") != _EXIT_STRATEGY:
+        return None
+    components: Mapping[str, Any] = spec.get("components") or {}
+    executors = ((spec.get("deploymentSpec") or {}).get("executors")) or {}
+    for key in task.get("dependentTasks") or []:
+        upstream = tasks.get(key)
+        if upstream is None or is_loop(upstream):
+            continue
+        component = components.get(_component_name(upstream)) or {}
+        executor = executors.get(component.get("executorLabel", "")) or {}
+        if "dag" in component or "container" in executor:
+            return key
+    return None
+
+
+def _tasks_of(component: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (component.get("dag") or {}).get("tasks") or {}
+
+
+def _component_name(task: Mapping[str, Any]) -> str:
+    return str((task.get("componentRef") or {}).get("name", ""))
 
 
 def executor_pod_names(details: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -175,6 +261,7 @@ class _Tree:
         finished: str | None,
     ) -> None:
         self.workflow = workflow
+        self.spec = spec
         self.components: Mapping[str, Any] = spec.get("components") or {}
         self.root: Mapping[str, Any] = spec.get("root") or {}
         self.records = {(r.parent, r.task_name): r for r in records}
@@ -206,19 +293,36 @@ class _Tree:
         tasks: Mapping[str, Any] = (component.get("dag") or {}).get("tasks") or {}
         dag = self._add(name, display, "RUNNING", self.started, None)
         built: dict[str, _Built] = {}
+        hosts = {key: exit_hook_host(self.spec, tasks, task) for key, task in tasks.items()}
         for key, task in tasks.items():
-            started = self._task(name, path, key, task)
-            if started is not None:
-                built[key] = started
+            if hosts[key] is None:
+                started = self._task(name, path, key, task)
+                if started is not None:
+                    built[key] = started
+        for key, host in hosts.items():
+            if host is not None and host in built:
+                started = self._exit_task(f"{name}.{host}", host, path, key, tasks[key])
+                if started is not None:
+                    built[key] = started
         for key, task in built.items():
+            if hosts[key] is not None:
+                continue  # an exit hook hangs from its host's node, not from the DAG
             upstream = [u for u in tasks[key].get("dependentTasks") or [] if u in built]
             if not upstream:  # a root task of the DAG
                 dag.children.append(task.first)
             for before in upstream:  # Argo: the outbound nodes of each dependency
                 for out in built[before].outbound:
                     self.nodes[out].children.append(task.first)
-        needed = {u for task in tasks.values() for u in task.get("dependentTasks") or []}
-        dag.outbound = [o for key, t in built.items() if key not in needed for o in t.outbound]
+        needed = {
+            upstream
+            for key, task in tasks.items()
+            if hosts[key] is None
+            for upstream in task.get("dependentTasks") or []
+        }
+        built_tasks = {key: t for key, t in built.items() if hosts[key] is None}
+        dag.outbound = [
+            o for key, t in built_tasks.items() if key not in needed for o in t.outbound
+        ]
         states = [task.state for task in built.values()]
         if built:
             dag.start = min(task.start for task in built.values())
@@ -241,6 +345,8 @@ class _Tree:
         name = f"{dag_name}.{key}"
         component = self.components.get((task.get("componentRef") or {}).get("name", "")) or {}
         record = self.records.get((path, key))
+        if is_loop(task):
+            return self._loop(name, key, path, component, record)
         if "dag" in component:
             inner = (*path, key)
             if record is None and not any(p[: len(inner)] == inner for p, _ in self.records):
@@ -264,6 +370,83 @@ class _Tree:
         driver.children.append(executor_dag.name)
         executor_dag.children.append(pod.name)
         return _Built(driver.name, [pod.name], state, start, end)
+
+    def _loop(
+        self,
+        name: str,
+        key: str,
+        path: tuple[str, ...],
+        component: Mapping[str, Any],
+        record: TaskRecord | None,
+    ) -> _Built | None:
+        """A ParallelFor's nodes (`argocompiler/dag.go` `iteratorTask`, `iterationItemTask`):
+        `L` > `iteration-driver` > TaskGroup `iteration-iterations` > one DAG
+        `iteration-iterations(i:i)` per started iteration > `iteration-item-driver` >
+        `iteration-item`, the body. The loop has no driver; its dependents hang from
+        the last pods of every iteration's body."""
+        inner = (*path, key)
+        iterations = sorted(
+            (int(match[1]), r)
+            for (p, k), r in self.records.items()
+            if p == inner and (match := _ITERATION.fullmatch(k))
+        )
+        if record is None and not iterations:
+            return None
+        start = record.start if record else min(r.start for _, r in iterations)
+        loop = self._add(name, key, "RUNNING", start, None)
+        driver = self._add(
+            f"{name}.iteration-driver", "iteration-driver", "SUCCEEDED", start, start
+        )
+        group = self._add(
+            f"{name}.iteration-iterations", "iteration-iterations", "RUNNING", start, None
+        )
+        loop.children.append(driver.name)
+        driver.children.append(group.name)
+        outbound: list[str] = []
+        for index, it in iterations:
+            label = f"iteration-iterations({index}:{index})"
+            item = self._add(f"{name}.{label}", label, it.state, it.start, it.end)
+            item_driver = self._add(
+                f"{item.name}.iteration-item-driver",
+                "iteration-item-driver",
+                "SUCCEEDED",
+                it.start,
+                it.start,
+            )
+            body = self._dag(
+                f"{item.name}.iteration-item",
+                "iteration-item",
+                (*inner, f"iteration-{index}"),
+                component,
+            )
+            body.state, body.start, body.end = it.state, it.start, it.end
+            group.children.append(item.name)
+            item.children.append(item_driver.name)
+            item_driver.children.append(body.name)
+            outbound.extend(body.outbound or [body.name])
+        if record is not None:
+            state, end = record.state, record.end
+        elif self.run_final:
+            state, end = self._run_phase(), self._run_end()
+        else:
+            state, end = "RUNNING", None
+        for node in (loop, group):
+            node.state, node.end = state, end
+        return _Built(loop.name, outbound or [group.name], state, start, end)
+
+    def _exit_task(
+        self, host: str, host_key: str, path: tuple[str, ...], key: str, task: Mapping[str, Any]
+    ) -> _Built | None:
+        """An exit task as Argo runs its lifecycle hook: the DAG `<host>.onExit` (display
+        `<host task>.onExit`), a child of the host's node, holding the task's nodes."""
+        hook_name = f"{host}.onExit"
+        built = self._task(hook_name, path, key, task)
+        if built is None:
+            return None
+        hook = self._add(hook_name, f"{host_key}.onExit", built.state, built.start, built.end)
+        hook.children.append(built.first)
+        self.nodes[host].children.append(hook.name)
+        return built
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -84,8 +84,6 @@ class RunProgress:
             return False
         stamp = protocol.to_rfc3339(moment)
         if kind == protocol.TASK_STARTED:
-            if event.get("kind") == "dag":
-                return False  # DAG tasks (sub-DAGs, loops, conditions) are not listed (yet)
             task_id = str(event.get("task_id"))
             display_name = str(event.get("display_name") or "")
             task_name = str(event.get("task_name") or "") or argo_nodes.task_key(
@@ -160,7 +158,9 @@ class RunProgress:
         if task["kind"] != "container" or not task["pod_name"]:
             return
         workflow = argo_nodes.workflow_name(self.pipeline_spec, self.run_id)
-        node = argo_nodes.executor_node_name(workflow, task["parent"], task["task_name"])
+        node = argo_nodes.executor_node_name(
+            self.pipeline_spec, workflow, task["parent"], task["task_name"]
+        )
         pod = argo_nodes.executor_pod_name(argo_nodes.node_id(workflow, node))
         link = protocol.task_log_file(self.directory, pod)
         target = protocol.task_log_file(self.directory, task["pod_name"])

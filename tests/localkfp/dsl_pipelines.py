@@ -186,6 +186,20 @@ def sleep_then(seconds: float, item: int) -> int:
     return item
 
 
+@dsl.component(base_image=IMAGE)
+def shout(item: int) -> int:
+    print(f"iteration item {item}")
+    return item
+
+
+@dsl.pipeline(name="printed-loop")
+def printed_loop(items: list = [7, 8, 9]):  # noqa: B006 (kfp reads the default)
+    """A ParallelFor whose iterations print their item, then a task after all of them."""
+    with dsl.ParallelFor(items) as item:
+        shouted = shout(item=item)
+    total(numbers=dsl.Collected(shouted.output))
+
+
 @dsl.pipeline(name="bounded-loop")
 def bounded_loop(seconds: float = 3.0):
     """Four iterations, at most two at once."""

@@ -4,7 +4,10 @@ server over HTTP with the unmodified kfp.Client, as a KFP 2.17 cluster runs them
 Every run is created when the module starts, so they execute side by side; each test waits
 for its own. Behaviour checked against KFP 2.17's SDK: sdk/python/kfp/dsl/executor.py (what a
 component receives), sdk/python/kfp/compiler/pipeline_spec_builder.py (how control flow
-compiles: conditions, loops and exit handlers as sub-DAGs with trigger policies).
+compiles: conditions, loops and exit handlers as sub-DAGs with trigger policies). Task
+details are Argo's nodes (argo_nodes.py): a task `T` is the entry named by its key, its
+component ran in the pod of its child `executor`, whose log holds what the component printed
+(a failed v2 run carries no run error on KFP 2.17).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from kfadapter.localkfp.argo_nodes import executor_pod_name
 from kfadapter.localkfp.execution import TaskOptions
 from kfadapter.localkfp.server import LocalKfpServer
 from tests.localkfp.conftest import client_for
@@ -104,11 +108,26 @@ def _succeeded(runs, name: str):
 
 
 def _tasks(run) -> dict[str, object]:
-    return {task.pod_name: task for task in run.run_details.task_details}
+    """Task entries by display name (a task's key; unique in the pipelines asked)."""
+    return {task.display_name: task for task in run.run_details.task_details}
+
+
+def _executors(run) -> list:
+    """The entries of the pods that ran a component: one per container task run."""
+    return [task for task in run.run_details.task_details if task.display_name == "executor"]
+
+
+def _log(runs, name: str, task) -> str:
+    """The log of a task entry's component: its executor pod's, by the pod's name."""
+    _, run_id, _, url = runs[name]
+    pod = executor_pod_name(task.child_tasks[0].pod_name)
+    answer = requests.get(f"{url}/apis/v1alpha1/runs/{run_id}/nodes/{pod}/log", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.text
 
 
 def _intervals(run) -> list[tuple[datetime, datetime]]:
-    return sorted((task.start_time, task.end_time) for task in run.run_details.task_details)
+    return sorted((task.start_time, task.end_time) for task in _executors(run))
 
 
 def _most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
@@ -122,7 +141,8 @@ def test_file_passing_of_parameters_and_artifacts(runs) -> None:
     get_output_artifact_path, get_input_artifact_path)."""
     run = _succeeded(runs, "file_passing")
     names = {task.display_name for task in run.run_details.task_details}
-    assert {"check-param", "check-path", "check-artifact"} <= names
+    assert {"check", "check-2", "check-3"} <= names  # keys, not set_display_name's names
+    assert {task.state for task in _executors(run)} == {"SUCCEEDED"}
 
 
 def test_input_path_of_a_parameter_fails_as_in_kfp_executor(runs) -> None:
@@ -132,8 +152,10 @@ def test_input_path_of_a_parameter_fails_as_in_kfp_executor(runs) -> None:
     executor, as it does in a cluster's container. It must not pass here."""
     run = _final(runs, "input_path_of_a_parameter")
     assert run.state == "FAILED"
+    failed = _tasks(run)["read-text"]
+    assert failed.state == "FAILED"
     assert "Failed to get input artifact path for artifact name data_input_path" in (
-        run.error.message
+        _log(runs, "input_path_of_a_parameter", failed)
     )
 
 
@@ -146,9 +168,11 @@ def test_output_metrics_flow_to_a_consumer(runs) -> None:
 def test_if_elif_else_runs_one_branch_and_one_of_picks_it(runs, branch) -> None:
     """dsl.If/Elif/Else: only the branch whose condition holds runs; dsl.OneOf is its output."""
     run = _succeeded(runs, branch)
-    # the compiler names the three `say` tasks say, say-2, say-3
-    says = [task for task in run.run_details.task_details if task.display_name.startswith("say")]
-    assert len(says) == 1
+    # the compiler names the three `say` tasks say, say-2, say-3; the two branches not
+    # taken are SKIPPED DAG nodes, their tasks never reached
+    names = [task.display_name for task in run.run_details.task_details]
+    assert len([name for name in names if name.startswith("say") and "driver" not in name]) == 1
+    assert [task.state for task in run.run_details.task_details].count("SKIPPED") == 2
 
 
 def test_parallel_for_with_collected_and_nested_loops(runs) -> None:
@@ -157,9 +181,9 @@ def test_parallel_for_with_collected_and_nested_loops(runs) -> None:
     nested ParallelFor."""
     run = _succeeded(runs, "loops")
     names = [task.display_name for task in run.run_details.task_details]
-    assert {"check-squares", "check-cubes"} <= set(names)
-    assert sum(name.startswith("square") for name in names) == 3 + 2
-    assert sum(name.startswith("multiply") for name in names) == 2 + 4
+    assert {"check", "check-2"} <= set(names)  # check-squares, check-cubes by their keys
+    assert names.count("square") + names.count("square-2") == 3 + 2  # one per iteration
+    assert names.count("multiply") + names.count("multiply-2") == 2 + 4
 
 
 def test_parallelism_bounds_the_iterations_at_once(runs) -> None:
@@ -188,7 +212,14 @@ def test_nested_pipeline_output_flows_out(runs) -> None:
     """A pipeline used as a component: its tasks run, its output feeds the outer pipeline."""
     run = _succeeded(runs, "nested")
     names = sorted(task.display_name for task in run.run_details.task_details)
-    assert names == ["add", "add-2", "as-text", "check"]
+    assert [n for n in names if n in ("add", "add-2", "as-text", "check", "inner")] == [
+        "add",
+        "add-2",
+        "as-text",
+        "check",
+        "inner",
+    ]
+    assert len(_executors(run)) == 4
 
 
 def test_exit_handler_runs_after_a_failed_body_and_sees_it(runs) -> None:
@@ -196,8 +227,9 @@ def test_exit_handler_runs_after_a_failed_body_and_sees_it(runs) -> None:
     says FAILED, and the run fails with the body's error."""
     run = _final(runs, "exit_failed")
     assert run.state == "FAILED"
-    assert "the body failed on purpose" in run.error.message
-    assert _tasks(run)["report"].state == "SUCCEEDED"
+    tasks = _tasks(run)
+    assert "the body failed on purpose" in _log(runs, "exit_failed", tasks["fail-if"])
+    assert tasks["report"].state == "SUCCEEDED"
     assert (runs["exit_failed"][2] / "exit-status").read_text() == "FAILED"
 
 
@@ -212,11 +244,9 @@ def test_a_task_is_retried_by_its_retry_policy(runs) -> None:
     run = _succeeded(runs, "retries")
     flaky = _tasks(run)["flaky"]
     assert flaky.state == "SUCCEEDED"
-    _, run_id, _, url = runs["retries"]
-    log = requests.get(f"{url}/apis/v1alpha1/runs/{run_id}/nodes/flaky/log", timeout=30)
-    assert log.status_code == 200
-    assert log.text.count("RuntimeError: first attempt fails") == 1
-    assert "attempt 1 of 3 failed" in log.text
+    log = _log(runs, "retries", flaky)
+    assert log.count("RuntimeError: first attempt fails") == 1
+    assert "attempt 1 of 3 failed" in log
 
 
 def test_ignore_upstream_failure_runs_after_a_failed_upstream(runs) -> None:

@@ -621,3 +621,34 @@ def test_tasks_of_one_run_asking_at_once_in_threads_share_one_build(
         used = set(pool.map(prepare_and_run, range(4)))
     assert len(used) == 1
     assert [call[1] for call in installer.calls] == ["venv", "pip", "pip"]  # otherpkg, kfp
+
+
+def test_a_build_request_gives_way_once_another_process_has_published_it(tmp_path):
+    """A task that found no environment asks for the exclusive lock to build it; if another
+    process built it meanwhile and its task holds the shared lock (for as long as the task
+    runs), the request must not wait for that task: it uses the published environment."""
+    import fcntl
+    import threading
+
+    from kfadapter.localkfp.environments import cache
+
+    directory, lock_file = tmp_path / "envs" / "key", tmp_path / "key.lock"
+    directory.mkdir(parents=True)
+    lock_file.touch()
+    in_use = os.open(lock_file, os.O_RDWR)
+    fcntl.flock(in_use, fcntl.LOCK_SH)  # another process's task, running
+    request = os.open(lock_file, os.O_RDWR)
+    answer: list[bool] = []
+    asking = threading.Thread(
+        target=lambda: answer.append(cache._lock_to_build(request, directory))
+    )
+    asking.start()
+    time.sleep(0.3)
+    assert not answer  # waits while nothing is published
+    (directory / cache.MARKER).write_text("{}")
+    asking.join(timeout=5)
+    assert answer == [False]
+    fcntl.flock(in_use, fcntl.LOCK_UN)
+    assert cache._lock_to_build(request, directory)  # free: the lock is taken
+    os.close(in_use)
+    os.close(request)

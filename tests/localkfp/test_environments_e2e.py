@@ -21,7 +21,7 @@ import pytest
 import requests
 import yaml
 
-from kfadapter.localkfp import argo_nodes
+from kfadapter.localkfp.argo_nodes import executor_pod_name
 from kfadapter.localkfp.execution import TaskOptions
 from kfadapter.localkfp.server import LocalKfpServer
 from tests.localkfp.conftest import client_for
@@ -242,8 +242,10 @@ def test_a_killed_build_leaves_nothing_a_later_run_uses(client, server, index, t
 
 
 def test_an_unavailable_package_fails_the_run_naming_it(
-    server, client, index, tmp_path, freeze_before
+    client, server, index, tmp_path, freeze_before
 ):
+    """The task fails at once and its log (its executor pod's) names the package and the
+    index; a failed v2 run carries no run error or task error on KFP 2.17."""
     from kfp import dsl
 
     def missing():
@@ -257,18 +259,13 @@ def test_an_unavailable_package_fails_the_run_naming_it(
 
         return pipeline
 
-    run_id = submit(client, compile_pipeline(tmp_path / "missing.yaml", missing))
-    run = wait(client, run_id)
+    run = wait(client, submit(client, compile_pipeline(tmp_path / "missing.yaml", missing)))
     assert run.state == "FAILED"
     assert run.error is None  # KFP fills no run error (kfp-fidelity.md row 3): the log says why
-    url = server.url
-    details = requests.get(f"{url}/apis/v2beta1/runs/{run_id}", timeout=30).json()
-    (task,) = [
-        t for t in details["run_details"]["task_details"] if t["display_name"] == "check-version"
-    ]
-    (executor,) = task["child_tasks"]  # the task's executor node: its pod holds the log
-    pod = argo_nodes.executor_pod_name(executor["pod_name"])
-    log = requests.get(f"{url}/apis/v1alpha1/runs/{run_id}/nodes/{pod}/log", timeout=30)
+    (task,) = [t for t in run.run_details.task_details if t.display_name == "check-version"]
+    assert task.state == "FAILED"
+    pod = executor_pod_name(task.child_tasks[0].pod_name)
+    log = requests.get(f"{server.url}/apis/v1alpha1/runs/{run.run_id}/nodes/{pod}/log", timeout=30)
     assert log.status_code == 200
     assert "'nosuchpkg==1.0'" in log.text and index.url in log.text
     assert server_freeze() == freeze_before

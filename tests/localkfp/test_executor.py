@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -359,7 +360,9 @@ def _worker_events(spec: dict, parameters: dict, run_dir: Path, env_cache: Path)
 
 def test_task_events_say_where_each_task_sits_in_the_dag(tmp_path):
     """task_started carries kind, task_name and parent for component and DAG tasks (loops,
-    iterations, conditions); the executor's task details still list component tasks only."""
+    iterations, conditions); the task details shape them as KFP's Argo compiler does
+    (`argocompiler/dag.go` `iteratorTask`: one `iteration-iterations(i:i)` per iteration,
+    each with its own nodes of the body's tasks)."""
     from kfadapter.localkfp.run_progress import RunProgress
     from tests.localkfp.dsl_pipelines import compile_all
 
@@ -387,19 +390,17 @@ def test_task_events_say_where_each_task_sits_in_the_dag(tmp_path):
     for event in events:
         progress.handle_event(json.dumps(event).encode())
     details = progress.task_details()
-    names = sorted({task["display_name"] for task in details})
-    assert names == [
-        "check-cubes",
-        "check-squares",
-        "make-numbers",
-        "multiply",
-        "multiply-2",
-        "square",
-        "square-2",
-        "total",
-        "total-2",
-    ]
-    assert len(details) == 5 + 6 + 1 + 2 + 2  # square, multiply, make-numbers, totals, checks
+    count = collections.Counter(task["display_name"] for task in details)
+    assert count["executor"] == 16  # every container task of every iteration
+    assert count["square"] == 3 and count["square-2"] == 2 and count["multiply"] == 2
+    assert count["multiply-2"] == 4  # 2 x 2 iterations of the loop in a loop
+    assert count["iteration-driver"] == count["iteration-iterations"] == 5  # the loops
+    assert count["iteration-item"] == count["iteration-iterations(0:0)"] + 6 == 11
+    assert count["iteration-iterations(2:2)"] == 1  # the only loop over 3 items
+    assert {"for-loop-1", "for-loop-2", "for-loop-4", "for-loop-6"} <= set(count)
+    assert "check-squares" not in count  # nodes are named by task key (`check`)
+    links = [p for p in (progress.directory / "logs").iterdir() if p.is_symlink()]
+    assert len(links) == 16 and len({p.readlink() for p in links}) == 16
 
     conditions = spec_of(compiled["conditions"])
     events = _worker_events(conditions, {"number": 0, "expected": "zero"}, tmp_path / "c", cache)

@@ -17,6 +17,7 @@ import requests
 from kfp import compiler, dsl
 
 from kfadapter.localkfp.argo_nodes import fnv32a
+from tests.localkfp import dsl_pipelines
 from tests.localkfp.conftest import client_for
 
 pytestmark = pytest.mark.e2e  # real servers and runs on free ports
@@ -215,7 +216,8 @@ def test_a_running_task_ends_at_go_zero_time_and_terminating_fails_it(real_serve
 def test_a_nested_pipeline_has_its_dag_nodes(real_server, runs):
     """A sub-pipeline task `S` is `S-driver` (`system-dag-driver`) and the DAG `S` holding
     its tasks (`argocompiler/dag.go`: `dag.Depends = S-driver`); the tasks after `S` wait
-    for its last tasks' pods (Argo's outbound nodes of a DAG)."""
+    for its last tasks' pods (Argo's outbound nodes of a DAG). The DAG node's phase and
+    times are its own (`common/util/workflow.go` `NodeStatuses`)."""
     run = wait_for(real_server.url, runs["nested"], finished)
     assert run["state"] == "SUCCEEDED"
     dags = {
@@ -223,8 +225,16 @@ def test_a_nested_pipeline_has_its_dag_nodes(real_server, runs):
         "inner": {"say": [], "say-2": ["say"]},
     }
     details = run["run_details"]["task_details"]
-    assert_argo_shape(details, runs["nested"], dags)
+    workflow = assert_argo_shape(details, runs["nested"], dags)
     assert {d["state"] for d in details} == {"SUCCEEDED"}
+    # the sub-DAG's node has the state and times the worker reports for it, around its tasks'
+    nodes = by_node(details)
+    inner_dag = nodes[node_id(workflow, f"{workflow}.root.inner")]
+    inner_tasks = [
+        nodes[node_id(workflow, f"{workflow}.root.inner.{task}.executor")] for task in dags["inner"]
+    ]
+    assert inner_dag["start_time"] <= min(t["start_time"] for t in inner_tasks)
+    assert NEVER != inner_dag["end_time"] >= max(t["end_time"] for t in inner_tasks)
 
 
 def test_logs_are_read_by_executor_pod_name(real_server, runs):
@@ -296,3 +306,123 @@ def test_log_files_are_linked_under_pod_names(real_server, runs):
     linked = sorted(p.name for p in logs.iterdir() if p.is_symlink())
     assert len(linked) == 4 and all("-system-container-impl-" in n for n in linked)
     assert run["state"] == "SUCCEEDED"
+
+
+@pytest.fixture(scope="module")
+def dag_runs(real_server, tmp_path_factory) -> dict[str, str]:
+    """A ParallelFor run and a condition run (the Elif branch taken): label -> run id."""
+    client = client_for(real_server)
+    directory = tmp_path_factory.mktemp("dags")
+    packages = {}
+    for name in ("printed_loop", "conditions"):
+        packages[name] = str(directory / f"{name}.yaml")
+        compiler.Compiler().compile(getattr(dsl_pipelines, name), packages[name])
+    start = client.create_run_from_pipeline_package
+    return {
+        "loop": start(packages["printed_loop"], arguments={"items": [7, 8, 9]}).run_id,
+        "conditions": start(
+            packages["conditions"], arguments={"number": 0, "expected": "zero"}
+        ).run_id,
+    }
+
+
+def by_node(details: list[dict]) -> dict[str, dict]:
+    """Argo node id -> entry: the entries are sorted by node id, and every node but the
+    workflow's is the child of one."""
+    workflow = workflow_of(details)
+    ids = sorted({workflow} | {c["pod_name"] for d in details for c in d.get("child_tasks") or []})
+    assert len(ids) == len(details)
+    return dict(zip(ids, details, strict=True))
+
+
+def children(entry: dict) -> list[str]:
+    return sorted(c["pod_name"] for c in entry.get("child_tasks") or [])
+
+
+def test_a_parallel_for_has_each_iterations_tasks_and_logs(real_server, dag_runs):
+    """KFP's Argo compiler (`argocompiler/dag.go` `iteratorTask`, `iterationItemTask`)
+    makes a ParallelFor `L` a DAG of `iteration-driver` and `iteration-iterations`, a
+    `withSequence` Argo expands (`workflow/controller/dag.go` `expandTask`, `processItem`)
+    into a TaskGroup of DAGs `iteration-iterations(i:i)`, each `iteration-item-driver` >
+    `iteration-item` > the body's `T-driver` > `T` > `executor`; the task after the loop
+    waits for every iteration's pod. Each iteration's executor is its own pod, whose log
+    (`run_log_server.go`) and archived `main-logs` (`ReadArtifact`, by node id) hold that
+    iteration's output."""
+    url, run_id = real_server.url, dag_runs["loop"]
+    run = wait_for(url, run_id, finished)
+    assert run["state"] == "SUCCEEDED"
+    details = run["run_details"]["task_details"]
+    nodes, workflow = by_node(details), workflow_of(details)
+    assert len({d["task_id"] for d in details}) == len(details)
+    loop = f"{workflow}.root.for-loop-1"
+    items = [f"{loop}.iteration-iterations({i}:{i})" for i in range(3)]
+    expected = {
+        f"{workflow}.root": [loop],  # total waits for the loop: not a root task
+        loop: [f"{loop}.iteration-driver"],
+        f"{loop}.iteration-driver": [f"{loop}.iteration-iterations"],
+        f"{loop}.iteration-iterations": items,
+    }
+    for item in items:
+        body = f"{item}.iteration-item"
+        expected |= {
+            item: [f"{item}.iteration-item-driver"],
+            f"{item}.iteration-item-driver": [body],
+            body: [f"{body}.shout-driver"],
+            f"{body}.shout-driver": [f"{body}.shout"],
+            f"{body}.shout": [f"{body}.shout.executor"],
+            f"{body}.shout.executor": [f"{workflow}.root.total-driver"],
+        }
+    for name, kids in expected.items():
+        entry = nodes[node_id(workflow, name)]
+        assert entry["display_name"] == name.rpartition(".")[2], name
+        assert children(entry) == sorted(node_id(workflow, k) for k in kids), name
+        assert entry["state"] == "SUCCEEDED" and entry["end_time"] != NEVER, name
+    assert [nodes[node_id(workflow, i)]["display_name"] for i in items] == [
+        "iteration-iterations(0:0)",
+        "iteration-iterations(1:1)",
+        "iteration-iterations(2:2)",
+    ]
+    # the workflow, root-driver, root; L, its driver, the TaskGroup; each iteration with
+    # its item's driver, its item and shout's 3 nodes; total's 3 nodes
+    assert len(details) == 3 + 3 + 3 * (1 + 2 + 3) + 3
+
+    read = f"{url}/apis/v2beta1/runs/{run_id}/nodes/{{}}/artifacts/main-logs:read"
+    for index, value in enumerate([7, 8, 9]):
+        executor = node_id(workflow, f"{items[index]}.iteration-item.shout.executor")
+        pod = pod_of(workflow, f"{items[index]}.iteration-item.shout.executor")
+        log = requests.get(f"{url}/apis/v1alpha1/runs/{run_id}/nodes/{pod}/log", timeout=30)
+        assert log.status_code == 200, log.text
+        assert f"iteration item {value}" in log.text
+        assert not any(f"iteration item {other}" in log.text for other in {7, 8, 9} - {value})
+        archived = requests.get(read.format(executor), timeout=30)
+        assert archived.status_code == 200
+        assert base64.b64decode(archived.json()["data"]) == log.content
+
+
+def test_a_condition_branch_not_taken_is_skipped(real_server, dag_runs):
+    """A branch whose condition is false: its driver runs, then Argo skips its DAG task
+    (`argocompiler/dag.go`: `when: <driver's condition> != false`; Argo's
+    `executeDAGTask` makes a Skipped node), which KFP reports SKIPPED
+    (`model.RuntimeState`, Argo's `Skipped`); the task after the group waits for the
+    group's outbound nodes: the skipped nodes themselves and the taken branch's pod."""
+    run = wait_for(real_server.url, dag_runs["conditions"], finished)
+    assert run["state"] == "SUCCEEDED"
+    details = run["run_details"]["task_details"]
+    nodes, workflow = by_node(details), workflow_of(details)
+    group = f"{workflow}.root.condition-branches-1"
+    state = {
+        name: nodes[node_id(workflow, f"{group}.{name}")]["state"]
+        for name in ("condition-2", "condition-3", "condition-4")
+    }
+    assert state == {"condition-2": "SKIPPED", "condition-3": "SUCCEEDED", "condition-4": "SKIPPED"}
+    for name in ("condition-2", "condition-4"):
+        skipped = nodes[node_id(workflow, f"{group}.{name}")]
+        assert children(skipped) == [node_id(workflow, f"{workflow}.root.check-driver")]
+        assert skipped["end_time"] != NEVER
+        assert nodes[node_id(workflow, f"{group}.{name}-driver")]["state"] == "SUCCEEDED"
+    taken = f"{group}.condition-3.say-2.executor"
+    assert children(nodes[node_id(workflow, taken)]) == [
+        node_id(workflow, f"{workflow}.root.check-driver")
+    ]
+    assert nodes[node_id(workflow, group)]["state"] == "SUCCEEDED"
+    assert not any(d["display_name"].startswith("say") and d["state"] == "SKIPPED" for d in details)

@@ -222,7 +222,10 @@ class TaskEnvironments:
             lock = self._open_lock(key)
             try:
                 exists = _published(directory)
-                fcntl.flock(lock, fcntl.LOCK_SH if exists else fcntl.LOCK_EX)
+                if exists:
+                    fcntl.flock(lock, fcntl.LOCK_SH)
+                elif not _lock_to_build(lock, directory):
+                    continue  # another build published it meanwhile: use it, shared
                 if not self._is_current_lock(lock, key):
                     continue  # evicted while we waited: its lock file is a new one
                 built = False
@@ -370,6 +373,20 @@ class TaskEnvironments:
                 self._lock_path(directory.name).unlink(missing_ok=True)
             shutil.rmtree(trash, ignore_errors=True)
             total -= size
+
+
+def _lock_to_build(lock: int, directory: Path) -> bool:
+    """Take the exclusive lock to build; False once another process has published the
+    environment: the shared locks of the tasks using it would keep a blocking exclusive
+    request waiting for as long as they run."""
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if _published(directory):
+                return False
+            time.sleep(0.05)
 
 
 def _published(directory: Path) -> bool:
