@@ -248,6 +248,18 @@ class Scope:
         return f"{self.path}.{task_name}" if self.path else task_name
 
 
+@dataclass(frozen=True)
+class TaskCall:
+    """One component or importer task ready to execute: its spec and resolved arguments."""
+
+    name: str  # the task's key in its DAG
+    task: TaskSpec
+    component: ComponentSpec
+    executor: ExecutorSpec
+    arguments: dict[str, Any]
+    scope: Scope
+
+
 class PipelineRunner:
     """Executes one pipeline spec: its DAGs, loops, conditions and component tasks."""
 
@@ -513,22 +525,14 @@ class PipelineRunner:
                     outcome = _failure(exc)
                     log.write(f"{outcome.error}\n")
                 else:
-                    outcome = self._attempts(name, task, component, executor, arguments, scope, log)
+                    call = TaskCall(name, task, component, executor, arguments, scope)
+                    outcome = self._attempts(call, log)
             self._reporter.finished(task_id, display_name, kind, outcome)
         return outcome
 
-    def _attempts(
-        self,
-        name: str,
-        task: TaskSpec,
-        component: ComponentSpec,
-        executor: ExecutorSpec,
-        arguments: dict[str, Any],
-        scope: Scope,
-        log: TextIO,
-    ) -> Outcome:
+    def _attempts(self, call: TaskCall, log: TextIO) -> Outcome:
         """Execute the task, again after a failure while its retry policy allows."""
-        policy = task.retry_policy
+        policy = call.task.retry_policy
         retries = max(0, policy.max_retry_count)
         backoff = policy.backoff_duration.seconds if policy.HasField("backoff_duration") else 0
         factor = policy.backoff_factor if policy.backoff_factor > 0 else 2.0
@@ -537,10 +541,10 @@ class PipelineRunner:
         )
         for attempt in range(retries + 1):
             try:
-                if executor.WhichOneof("spec") == "importer":
-                    outcome = self._import(task, component, executor, arguments, scope)
+                if call.executor.WhichOneof("spec") == "importer":
+                    outcome = self._import(call)
                 else:
-                    outcome = self._execute(name, task, component, executor, arguments, scope, log)
+                    outcome = self._execute(call, log)
             except EnvironmentBuildError as exc:  # retrying would not make the package appear
                 log.write(f"{exc}\n")
                 return Outcome(FAILED, error=str(exc))
@@ -555,21 +559,14 @@ class PipelineRunner:
             time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _import(
-        self,
-        task: TaskSpec,
-        component: ComponentSpec,
-        executor: ExecutorSpec,
-        arguments: dict[str, Any],
-        scope: Scope,
-    ) -> Outcome:
+    def _import(self, call: TaskCall) -> Outcome:
         """An importer task, with kfp.local's importer."""
         outputs, task_status = importer_handler.run_importer(
-            pipeline_resource_name=scope.resource_name,
-            component_name=task.component_ref.name,
-            component_spec=component,
-            executor_spec=executor,
-            arguments=arguments,
+            pipeline_resource_name=call.scope.resource_name,
+            component_name=call.task.component_ref.name,
+            component_spec=call.component,
+            executor_spec=call.executor,
+            arguments=call.arguments,
             pipeline_root=self._pipeline_root,
             unique_pipeline_id=self._pipeline_id,
         )
@@ -577,18 +574,11 @@ class PipelineRunner:
             return Outcome(SUCCEEDED, outputs)
         return Outcome(FAILED, error="the importer failed")
 
-    def _execute(
-        self,
-        name: str,
-        task: TaskSpec,
-        component: ComponentSpec,
-        executor: ExecutorSpec,
-        arguments: dict[str, Any],
-        scope: Scope,
-        log: TextIO,
-    ) -> Outcome:
+    def _execute(self, call: TaskCall, log: TextIO) -> Outcome:
         """A container task: its command, placeholders resolved, in its environment."""
-        container = executor.container
+        name, task, component, scope = call.name, call.task, call.component, call.scope
+        arguments = call.arguments
+        container = call.executor.container
         command = list(container.command) + list(container.args)
         _check_lightweight(command)
         task_resource_name = executor_input_utils.get_local_task_resource_name(
