@@ -80,6 +80,27 @@ def compile_pipeline(path: Path, build) -> Path:
     return path
 
 
+def installing_pipeline(path: Path, name: str, requirement: str, index_url: str) -> Path:
+    """A one-task pipeline, compiled to ``path``, whose task installs ``requirement`` from
+    the index and checks that its module imports with that version."""
+    from kfp import dsl
+
+    module, _, version = requirement.partition("==")
+
+    def build():
+        check = component(
+            check_version, packages_to_install=[requirement], pip_index_urls=[index_url]
+        )
+
+        @dsl.pipeline(name=name)
+        def pipeline():
+            check(module=module, expected=version)
+
+        return pipeline
+
+    return compile_pipeline(path, build)
+
+
 def server_freeze() -> str:
     return subprocess.run(
         [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True
@@ -178,20 +199,7 @@ def test_packages_to_install_are_the_tasks_own(client, server, index, tmp_path, 
 def test_two_runs_needing_a_new_environment_at_once_build_it_once(
     client, server, index, tmp_path, freeze_before
 ):
-    from kfp import dsl
-
-    def shared():
-        check = component(
-            check_version, packages_to_install=["sharedpkg==1.0.0"], pip_index_urls=[index.url]
-        )
-
-        @dsl.pipeline(name="shared")
-        def pipeline():
-            check(module="sharedpkg", expected="1.0.0")
-
-        return pipeline
-
-    path = compile_pipeline(tmp_path / "shared.yaml", shared)
+    path = installing_pipeline(tmp_path / "shared.yaml", "shared", "sharedpkg==1.0.0", index.url)
     run_ids = [submit(client, path), submit(client, path)]
     runs = [wait(client, run_id) for run_id in run_ids]
     assert [run.state for run in runs] == ["SUCCEEDED", "SUCCEEDED"], [r.error for r in runs]
@@ -201,20 +209,7 @@ def test_two_runs_needing_a_new_environment_at_once_build_it_once(
 
 
 def test_a_killed_build_leaves_nothing_a_later_run_uses(client, server, index, tmp_path):
-    from kfp import dsl
-
-    def killed():
-        check = component(
-            check_version, packages_to_install=["killedpkg==1.0.0"], pip_index_urls=[index.url]
-        )
-
-        @dsl.pipeline(name="killed")
-        def pipeline():
-            check(module="killedpkg", expected="1.0.0")
-
-        return pipeline
-
-    path = compile_pipeline(tmp_path / "killed.yaml", killed)
+    path = installing_pipeline(tmp_path / "killed.yaml", "killed", "killedpkg==1.0.0", index.url)
     index.stall(r"killedpkg-1\.0\.0-py3-none-any\.whl")
     try:
         run_id = submit(client, path)
@@ -246,20 +241,8 @@ def test_an_unavailable_package_fails_the_run_naming_it(
 ):
     """The task fails at once and its log (its executor pod's) names the package and the
     index; a failed v2 run carries no run error or task error on KFP 2.17."""
-    from kfp import dsl
-
-    def missing():
-        check = component(
-            check_version, packages_to_install=["nosuchpkg==1.0"], pip_index_urls=[index.url]
-        )
-
-        @dsl.pipeline(name="missing")
-        def pipeline():
-            check(module="nosuchpkg", expected="1.0")
-
-        return pipeline
-
-    run = wait(client, submit(client, compile_pipeline(tmp_path / "missing.yaml", missing)))
+    path = installing_pipeline(tmp_path / "missing.yaml", "missing", "nosuchpkg==1.0", index.url)
+    run = wait(client, submit(client, path))
     assert run.state == "FAILED"
     assert run.error is None  # KFP fills no run error (kfp-fidelity.md row 3): the log says why
     (task,) = [t for t in run.run_details.task_details if t.display_name == "check-version"]
