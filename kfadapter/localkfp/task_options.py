@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=environments.DEFAULT_CACHE_SIZE,
         metavar="SIZE",
         help="bound of the environment cache, e.g. 5G or 500M; the least recently used "
-        f"environments go first (default: {environments.DEFAULT_CACHE_SIZE} bytes)",
+        f"environments go first (default: {environments.DEFAULT_CACHE_SIZE / 1024**3:g}GiB)",
     )
     parser.add_argument(
         "--image-packages",
