@@ -98,7 +98,9 @@ def task_logs(run_id: str, task: str | None) -> list[dict[str, Any]]:
     KFP serves logs by pod name; a task's `pods` are the pods that ran its component
     (kfadapter/kfp/flatten.py `run_tasks`): one KFP call per pod until one answers. A task
     whose log KFP does not serve (no pod yet, a sub-pipeline, a pod gone without an
-    archived log: KFP then answers 500) gets `"log": null` and the reason in `error`.
+    archived log: KFP then answers 500) gets `"log": null` and the reason in `error`; a
+    task taken from KFP's cache ran no pod (its executor node is Skipped), which the error
+    then mentions.
     """
     tasks = kfp().get_run(run_id)["tasks"]
     if task is not None:
@@ -118,6 +120,8 @@ def task_logs(run_id: str, task: str | None) -> list[dict[str, Any]]:
                 if failure.details.get("kfp_status") != 500:
                     raise
                 error = failure.message
+        if text is None and entry["pods"] and entry["state"] == "SUCCEEDED":
+            error = f"{error} (a task KFP took from its cache runs no pod, so it has no log)"
         logs.append(
             {
                 "task_id": entry["task_id"],

@@ -8,7 +8,8 @@ On a cluster KFP's v2 compiler (`backend/src/v2/compiler/argocompiler/`, `argo.g
   `root-driver` (template `system-dag-driver`) and `root` (the pipeline's DAG);
 - for each container task `T` of a DAG: `T-driver` (`system-container-driver`), then `T`
   (a DAG, `system-container-executor`) holding one pod node `executor`
-  (`system-container-impl`): the pod that runs the component;
+  (`system-container-impl`): the pod that runs the component, a Skipped node when the
+  driver found the task in the cache (its `when: cached-decision != true`);
 - for each sub-DAG task `S` (nested pipeline, condition group or branch): `S-driver`
   (`system-dag-driver`), then `S` (a DAG holding S's own tasks); a condition branch not
   taken is a Skipped node (its `when` false: Argo's `executeDAGTask`), which KFP reports
@@ -77,6 +78,7 @@ class TaskRecord:
     state: str  # RUNNING, SUCCEEDED, FAILED or CANCELED
     start: str  # RFC 3339
     end: str | None
+    cached: bool = False  # taken from the task cache: its executor pod did not run
 
 
 @dataclass
@@ -366,7 +368,11 @@ class _Tree:
             return _Built(node.name, [node.name], state, start, end)
         driver = self._add(f"{name}-driver", f"{key}-driver", "SUCCEEDED", start, start)
         executor_dag = self._add(name, key, state, start, end)
-        pod = self._add(f"{name}.executor", "executor", state, start, end)
+        # A cached task: its driver's cached-decision is true, so the executor's `when`
+        # (`{{inputs.parameters.cached-decision}} != true`, argocompiler/container.go) is
+        # false and Argo makes the pod node Skipped (KFP: SKIPPED); the DAG succeeds.
+        pod_state = "SKIPPED" if record.cached and state == "SUCCEEDED" else state
+        pod = self._add(f"{name}.executor", "executor", pod_state, start, end)
         driver.children.append(executor_dag.name)
         executor_dag.children.append(pod.name)
         return _Built(driver.name, [pod.name], state, start, end)

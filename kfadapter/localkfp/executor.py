@@ -343,7 +343,14 @@ def _task_arguments(data_dir: Path, options: TaskOptions) -> list[str]:
     arguments = ["--env-cache", str(env_cache), "--env-cache-size", str(size)]
     for image, requirements in options.image_packages.items():
         arguments += ["--image-packages", f"{image}={Path(requirements).resolve()}"]
-    return [*arguments, "--max-parallel-tasks", str(options.max_parallel_tasks)]
+    task_cache = (data_dir / "task-cache").resolve()  # one per server, across runs
+    return [
+        *arguments,
+        "--max-parallel-tasks",
+        str(options.max_parallel_tasks),
+        "--task-cache",
+        str(task_cache),
+    ]
 
 
 def _child_environment() -> dict[str, str]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from google.protobuf import json_format
 from kfp.dsl import component_factory
 from kfp.local import (
     executor_input_utils,
@@ -50,6 +51,7 @@ from kfp.local import (
     placeholder_utils,
 )
 from kfp.local import utils as local_utils
+from kfp.local.cache import LocalCache
 from kfp.local.orchestrator import task_spec_utils
 from kfp.local.orchestrator.enhanced_dag_orchestrator import ConditionEvaluator
 from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
@@ -271,6 +273,7 @@ class PipelineRunner:
         environments: Environments,
         max_parallel_tasks: int,
         previous: Mapping[str, TaskResult] | None = None,
+        cache: LocalCache | None = None,
     ) -> None:
         if max_parallel_tasks < 1:
             raise ValueError(f"max_parallel_tasks must be at least 1, got {max_parallel_tasks}")
@@ -286,6 +289,7 @@ class PipelineRunner:
         self._slots = threading.BoundedSemaphore(max_parallel_tasks)
         self._pipeline_id = placeholder_utils.make_random_id()
         self._previous: Mapping[str, TaskResult] = previous or {}
+        self._cache = cache
 
     def run(self, arguments: dict[str, Any]) -> Outcome:
         """Execute the root DAG with the run's arguments."""
@@ -508,27 +512,62 @@ class PipelineRunner:
     ) -> Outcome:
         """A container or importer task: in a slot, reported, retried as its policy says;
         carried forward instead when the previous attempt ended it SUCCEEDED (an exit
-        handler's task excepted: it runs again after its body)."""
+        handler's task excepted: it runs again after its body); not executed when its cache
+        key matches an earlier success (its recorded outputs feed the tasks downstream)."""
         executor = self._executors[component.executor_label]
         kind = "importer" if executor.WhichOneof("spec") == "importer" else "container"
         previous = self._previous.get(scope.child_path(name))
         if previous is not None and previous.state == SUCCEEDED and not _is_exit_task(task):
             return self._reporter.carried(display_name, name, scope.path, kind, previous)
+        try:
+            arguments = OrchestratorUtils.make_task_arguments(task.inputs, scope.store)
+        except ValueError as exc:  # an input that no upstream task produced
+            call, failure = None, _failure(exc)
+        else:
+            call, failure = TaskCall(name, task, component, executor, arguments, scope), None
+        cache_key = self._cache_key(call) if call is not None and kind == "container" else None
+        cached = self._cache.get(cache_key) if self._cache is not None and cache_key else None
+        if cached is not None:  # KFP's driver: cached-decision true, the executor not run
+            task_id, _ = self._reporter.started(
+                display_name, name, scope.path, kind, previous=previous, cached=True
+            )
+            outcome = Outcome(SUCCEEDED, cached)
+            self._reporter.finished(task_id, display_name, kind, outcome)
+            return outcome
         with self._slots:
             task_id, pod_name = self._reporter.started(
                 display_name, name, scope.path, kind, previous=previous
             )
             with self._reporter.log_file(pod_name).open("w", encoding="utf-8") as log:
-                try:
-                    arguments = OrchestratorUtils.make_task_arguments(task.inputs, scope.store)
-                except ValueError as exc:  # an input that no upstream task produced
-                    outcome = _failure(exc)
+                if call is None:
+                    assert failure is not None
+                    outcome = failure
                     log.write(f"{outcome.error}\n")
                 else:
-                    call = TaskCall(name, task, component, executor, arguments, scope)
                     outcome = self._attempts(call, log)
+            if self._cache is not None and cache_key and outcome.state == SUCCEEDED:
+                self._cache.put(cache_key, outcome.outputs)
             self._reporter.finished(task_id, display_name, kind, outcome)
         return outcome
+
+    def _cache_key(self, call: TaskCall) -> str | None:
+        """The task's cache key, None when its caching is off (`caching_options`).
+
+        As KFP's driver fingerprints a task: its component spec, image, command and
+        resolved inputs, or the task's own `cache_key` when set (kfp.local's key).
+        """
+        options = call.task.caching_options
+        if self._cache is None or not options.enable_cache:
+            return None
+        container = call.executor.container
+        return self._cache.compute_key(
+            component_name=json_format.MessageToJson(call.component, sort_keys=True),
+            image=container.image,
+            full_command=[*container.command, *container.args],
+            arguments=call.arguments,
+            env_vars={variable.name: variable.value for variable in container.env},
+            custom_cache_key=options.cache_key or None,
+        )
 
     def _attempts(self, call: TaskCall, log: TextIO) -> Outcome:
         """Execute the task, again after a failure while its retry policy allows."""

@@ -98,6 +98,7 @@ class RunProgress:
                 "pod_name": str(event.get("pod_name") or ""),
                 "start_time": stamp,
                 "state": "RUNNING",
+                "cached": bool(event.get("cached")),
             }
             self._link_log(self.tasks[task_id])
             return True
@@ -155,8 +156,8 @@ class RunProgress:
 
     def _link_log(self, task: dict[str, Any]) -> None:
         """logs/<executor pod>.log -> the task's log file, so logs are served by pod name."""
-        if task["kind"] != "container" or not task["pod_name"]:
-            return
+        if task["kind"] != "container" or not task["pod_name"] or task.get("cached"):
+            return  # a cached task's executor pod does not run: it has no log
         workflow = argo_nodes.workflow_name(self.pipeline_spec, self.run_id)
         node = argo_nodes.executor_node_name(
             self.pipeline_spec, workflow, task["parent"], task["task_name"]
@@ -203,6 +204,7 @@ def _record(task: dict[str, Any]) -> argo_nodes.TaskRecord:
         state=task["state"],
         start=task["start_time"],
         end=task.get("end_time"),
+        cached=bool(task.get("cached")),
     )
 
 

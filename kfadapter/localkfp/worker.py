@@ -2,11 +2,13 @@
 
 Usage: ``python -m kfadapter.localkfp.worker SPEC.json PARAMS.json RUN_DIR --status-fd N
 --env-cache DIR --env-cache-size BYTES [--image-packages IMAGE=FILE ...]
---max-parallel-tasks N [--parent-pid PID] [--previous-attempt RESULTS]``
+--max-parallel-tasks N --task-cache DIR [--parent-pid PID] [--previous-attempt RESULTS]``
 
 kfp checks the run's arguments against the pipeline; `orchestration.PipelineRunner` then
 runs its tasks (independent ones at once, each in its environment from
-`environments.TaskEnvironments`, one log file per task under RUN_DIR/logs) and the worker
+`environments.TaskEnvironments`, one log file per task under RUN_DIR/logs; a task whose
+cache key matches an earlier success on this server is taken from the task cache, kept by
+kfp.local's `LocalCache` in DIR) and the worker
 reports progress to the parent as JSON lines on the file descriptor N (see
 `execution_protocol`). Each ended task's result goes to RUN_DIR/task_results.jsonl; with
 ``--previous-attempt`` (a retry) the tasks that file shows ended well are carried forward
@@ -70,11 +72,13 @@ def run_pipeline(
     status: StatusWriter,
     options: TaskOptions,
     previous_attempt: Path | None = None,
+    task_cache: Path | None = None,
 ) -> None:
     """Execute the pipeline and report every task and the run's end on `status`; a retry
     carries forward what `previous_attempt` (a task results file) shows ended well."""
     from kfp import components, local
     from kfp.local import pipeline_orchestrator
+    from kfp.local.cache import LocalCache
 
     from kfadapter.localkfp import attempts
     from kfadapter.localkfp.environments import TaskEnvironments
@@ -101,6 +105,7 @@ def run_pipeline(
             environments,
             options.max_parallel_tasks,
             previous,
+            LocalCache(str(task_cache)) if task_cache is not None else None,
         )
         outcome = runner.run(arguments)
         if outcome.state != SUCCEEDED:
@@ -179,6 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-parallel-tasks", type=int, required=True, help="tasks at once")
     parser.add_argument(
+        "--task-cache", type=Path, default=None, help="outputs of cached tasks (none: no cache)"
+    )
+    parser.add_argument(
         "--previous-attempt", type=Path, default=None, help="task results a retry starts from"
     )
     return parser
@@ -204,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     parameters = json.loads(args.parameters.read_text(encoding="utf-8"))
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    run_pipeline(spec, parameters, args.run_dir, status, options, args.previous_attempt)
+    run_pipeline(
+        spec, parameters, args.run_dir, status, options, args.previous_attempt, args.task_cache
+    )
     return 0
 
 

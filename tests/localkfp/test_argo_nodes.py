@@ -414,3 +414,18 @@ def test_dag_events_give_dag_nodes_their_states_and_exit_tasks_are_hooks(tmp_pat
     node = argo_nodes.node_id(workflow, f"{workflow}.root.{hook}.report.executor")
     link = run.directory / "logs" / f"{argo_nodes.executor_pod_name(node)}.log"
     assert link.is_symlink() and link.readlink().name == "report.log"
+
+
+def test_a_cached_task_has_a_skipped_executor_and_no_log(tmp_path):
+    """A task the driver found in the cache: its executor's `when: cached-decision != true`
+    is false (backend/src/v2/compiler/argocompiler/container.go), so Argo skips the pod
+    (KFP: SKIPPED) while the task's DAG node succeeds; no log is linked for the pod."""
+    events = [
+        event("task_started", 1, task_id="1", pod_name="a", display_name="a", cached=True),
+        event("task_finished", 1, task_id="1", state="SUCCEEDED"),
+    ]
+    run = progress(tmp_path, events)
+    details = run.task_details()
+    states = {(d["display_name"], d["state"]) for d in details}
+    assert ("a", "SUCCEEDED") in states and ("executor", "SKIPPED") in states
+    assert not (run.directory / "logs").exists() or not any((run.directory / "logs").iterdir())

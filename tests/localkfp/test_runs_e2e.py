@@ -208,6 +208,7 @@ def test_retry_runs_an_exit_handlers_task_again(real_server, retry_pipelines, tm
         retry_pipelines["retry_exit_handler"],
         arguments={"counter": str(counter), "marker": str(marker)},
         run_name="retry-exit-handler",
+        enable_caching=False,  # the exit task runs again only uncached, as on a cluster
     ).run_id
     assert _wait(client, run_id, FINAL).state == "FAILED"
     assert sorted(counter.read_text().split()) == ["exit", "first"]
