@@ -118,7 +118,10 @@ class EmbeddedServer:
 
     def __call__(self, spec: Path, arguments: dict) -> float:
         started = time.perf_counter()
-        run = self._client.create_run_from_pipeline_package(str(spec), arguments=arguments)
+        # every task executes: with KFP's task cache a repeated run would execute none
+        run = self._client.create_run_from_pipeline_package(
+            str(spec), arguments=arguments, enable_caching=False
+        )
         while True:
             state = self._client.get_run(run.run_id).state
             if state == "SUCCEEDED":
