@@ -342,6 +342,7 @@ class PipelineRunner:
         ) as pool:
             running: dict[concurrent.futures.Future[Outcome], str] = {}
             while len(states) < len(tasks):
+                settled = len(states)
                 for name, task in tasks.items():
                     if name in states or name in running.values():
                         continue
@@ -356,7 +357,15 @@ class PipelineRunner:
                         continue
                     running[pool.submit(self._run_task, name, task, scope)] = name
                 if not running:
-                    continue  # tasks just marked NOT_RUN may unblock others
+                    if len(states) > settled:
+                        continue  # tasks just marked NOT_RUN may unblock others
+                    # nothing runs and nothing can start: the tasks left wait on each other
+                    stuck = sorted(set(tasks) - set(states))
+                    errors.append(f"the tasks {', '.join(stuck)} depend on each other in a cycle")
+                    for name in stuck:
+                        states[name] = _NOT_RUN
+                        store.put_task_status(name, FAILED)
+                    break
                 done, _ = concurrent.futures.wait(
                     running, return_when=concurrent.futures.FIRST_COMPLETED
                 )

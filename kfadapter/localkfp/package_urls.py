@@ -14,8 +14,10 @@ from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from kfadapter.localkfp.apierrors import ApiError, bad_request
+from kfadapter.localkfp.packages import MAX_PACKAGE_BYTES
 
 ALLOWED_DOMAINS = (
     "storage.googleapis.com",
@@ -61,6 +63,18 @@ def check_url(url: str, resolver: Resolver = resolve) -> None:
     parts = urlsplit(url)
     if not parts.scheme or not (parts.netloc or parts.path.startswith("/")):
         raise _refused(f"invalid URL {url!r}")
+    # the host checked must be the host connected to: no credentials, and urllib3 (which
+    # connects) must read the same host and port as urlsplit (which is checked)
+    if "@" in parts.netloc or "\\" in url or "%" in parts.netloc:
+        raise _refused(f"invalid URL {url!r}: credentials or escapes in the host")
+    try:
+        connected = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError:
+        raise _refused(f"invalid URL {url!r}") from None
+    if (connected.host or "").strip("[]").lower() != (parts.hostname or "").lower() or (
+        connected.port != parts.port
+    ):
+        raise _refused(f"invalid URL {url!r}: its host is ambiguous")
     if parts.scheme != "https":
         raise _refused(f"URL scheme {parts.scheme!r} not allowed, use https")
     try:
@@ -87,9 +101,16 @@ def fetch(url: str) -> tuple[int, bytes]:
     session.trust_env = False
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            response = session.get(url, timeout=FETCH_TIMEOUT_SECONDS, allow_redirects=False)
+            response = session.get(
+                url, timeout=FETCH_TIMEOUT_SECONDS, allow_redirects=False, stream=True
+            )
             if not response.is_redirect:
-                return response.status_code, response.content
+                body = response.raw.read(MAX_PACKAGE_BYTES + 1, decode_content=True)
+                if len(body) > MAX_PACKAGE_BYTES:
+                    raise bad_request(
+                        f"the pipeline file at {url} is larger than {MAX_PACKAGE_BYTES} bytes"
+                    )
+                return response.status_code, body
             url = urljoin(url, response.headers["Location"])
             check_url(url)
         raise bad_request("Pipeline URL validation failed: too many redirects")

@@ -443,3 +443,20 @@ def test_a_parallel_for_over_artifacts_fails_as_on_kfps_backend(compiled, make_e
     final = updates.final("artifact-loop")
     assert final.state == "FAILED"
     assert "artifact iterator not implemented yet" in final.error
+
+
+@pytest.mark.e2e
+def test_tasks_that_wait_on_each_other_fail_the_run_instead_of_spinning(tmp_path):
+    """A DAG whose tasks depend on each other in a cycle ends the run FAILED, as Argo
+    refuses such a DAG, instead of a scheduler that waits for ever."""
+    import kfadapter
+
+    sample = Path(kfadapter.__file__).parent / "samples" / "add_subtract_multiply.yaml"
+    spec = spec_of(sample)
+    spec["root"]["dag"]["tasks"]["add"]["dependentTasks"] = ["multiply"]
+    events = _worker_events(spec, {"a": 1, "b": 2}, tmp_path / "run", tmp_path / "env-cache")
+    started = {event["task_name"] for event in events if event["event"] == "task_started"}
+    assert "add" not in started and "multiply" not in started
+    end = events[-1]
+    assert end["event"] == "run_finished" and end["state"] == "FAILED"
+    assert "add" in end["error"] and "multiply" in end["error"] and "cycle" in end["error"]

@@ -37,6 +37,10 @@ def test_allowed_urls_pass(url: str) -> None:
         ("https://github.com/p.yaml", ["fe80::1%eth0"], "blocked"),
         ("https://github.com/p.yaml", ["fd00:ec2::254"], "blocked"),
         ("p.yaml", [], "invalid URL"),
+        # urllib3, which connects, would read the host before the "@": 127.0.0.1:41533
+        ("https://127.0.0.1:41533\\@github.com/p.yaml", ["140.82.112.4"], "invalid URL"),
+        ("https://user:pw@github.com/p.yaml", ["140.82.112.4"], "credentials"),
+        ("https://github.com%2F@10.0.0.5/p.yaml", ["140.82.112.4"], "invalid URL"),
     ],
 )
 def test_refused_urls_are_400s_saying_why(url: str, resolved: list[str], words: str) -> None:
