@@ -46,6 +46,7 @@ _UNIT_SECONDS = {
     "h": 3600.0,
 }
 _SEARCH_YEARS = 5
+_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9  # about 2562047 hours
 
 
 class CronError(ValueError):
@@ -124,4 +125,6 @@ def _every_seconds(text: str) -> int:
             raise CronError(f"Failed to parse duration {text}: time: invalid duration {text!r}")
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
+    if total > _MAX_DURATION_SECONDS:  # Go's Duration is int64 nanoseconds
+        raise CronError(f"Failed to parse duration {text}: time: invalid duration {text!r}")
     return 1 if negative or total < 1 else int(total)

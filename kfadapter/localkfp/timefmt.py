@@ -21,7 +21,8 @@ def to_rfc3339(us: int | None) -> str:
     """RFC 3339 in UTC with whole seconds, as KFP answers (its store keeps seconds)."""
     if not us:
         return EPOCH
-    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = datetime.fromtimestamp(us // 1_000_000, tz=UTC)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"  # %Y does not pad year 1 on Linux
 
 
 def from_datetime(value: datetime | None) -> int | None:

@@ -200,7 +200,7 @@ def pipeline_parameters(ir: dict[str, Any], parameters: dict[str, Any]) -> None:
                 f"input parameter {name} requires type TASK_FINAL_STATUS, which is invalid "
                 "for root component"
             )
-        elif kind not in _PARAMETER_KINDS:
+        elif not isinstance(kind, str) or kind not in _PARAMETER_KINDS:
             problems.append(f"input parameter {name} requires type unknown")
         else:
             label, fits = _PARAMETER_KINDS[kind]

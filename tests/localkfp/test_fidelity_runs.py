@@ -480,3 +480,19 @@ def test_a_run_of_an_unknown_version_or_pipeline_is_500_internal(
         timeout=10,
     )
     _assert_error(answer, 500, 13, "Failed to create a run")
+
+
+@pytest.mark.parametrize("kind", [["STRING"], {"a": 1}])
+def test_a_parameter_type_that_is_not_a_name_is_a_400(server, kind) -> None:
+    """KFP reads the spec into protobuf, where `parameterType` is an enum: a list or an
+    object is no parameter type it knows, so validatePipelineJobInputs
+    (`template/v2_template.go`) refuses the run with 400 / 3 (here no 500 either)."""
+    spec = json.loads(json.dumps(SPEC))
+    spec["root"]["inputDefinitions"]["parameters"]["n"]["parameterType"] = kind
+    body = {
+        "display_name": _unique("run"),
+        "pipeline_spec": spec,
+        "runtime_config": {"parameters": {"n": 3}},
+    }
+    refused = requests.post(f"{_api(server)}/runs", json=body, timeout=10)
+    _assert_error(refused, 400, 3, "invalid pipeline job inputs", "requires type unknown")

@@ -102,6 +102,8 @@ def test_no_trigger_is_an_internal_error() -> None:
         {"cron_schedule": {"cron": "@every 5"}},
         {"cron_schedule": {"cron": "@Daily"}},
         {"cron_schedule": {"cron": "1/0 * * * * *"}},
+        # beyond Go's int64 Duration (about 2562047h): time.ParseDuration refuses it
+        {"cron_schedule": {"cron": "@every 99999999999999h"}},
         {"cron_schedule": {}},
         {"periodic_schedule": {"interval_second": "0"}},
         {"periodic_schedule": {"interval_second": "soon"}},
@@ -113,3 +115,12 @@ def test_bad_triggers_are_bad_requests(raw) -> None:
     with pytest.raises(ApiError) as error:
         parse_trigger(raw)
     assert error.value.status == 400
+
+
+def test_a_trigger_starting_at_go_zero_time_is_shown_with_a_four_digit_year() -> None:
+    """Go clients send `0001-01-01T00:00:00Z`; KFP writes it back with the year padded
+    (RFC 3339), where strftime's %Y on Linux would write `1-01-01...`."""
+    _, shown = parse_trigger(
+        {"cron_schedule": {"cron": "0 * * * * *", "start_time": "0001-01-01T00:00:00Z"}}
+    )
+    assert shown["cron_schedule"]["start_time"] == "0001-01-01T00:00:00Z"
