@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image-packages",
         type=_checked(lambda text: environments.parse_image_packages([text])),
-        action="append",
-        default=[],
+        action=_ImagePackages,
+        default={},
         metavar="IMAGE=REQUIREMENTS_FILE",
         help="tasks whose base image is IMAGE get the packages of REQUIREMENTS_FILE (repeatable)",
     )
@@ -48,15 +48,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_arguments(args: argparse.Namespace) -> TaskOptions:
     """The task options of arguments parsed with `add_arguments`."""
-    image_packages: dict[str, Path] = {}
-    for mapping in args.image_packages:
-        image_packages.update(mapping)
     return TaskOptions(
         env_cache=args.env_cache,
         env_cache_size=args.env_cache_size,
-        image_packages=image_packages,
+        image_packages=dict(args.image_packages),
         max_parallel_tasks=args.max_parallel_tasks,
     )
+
+
+class _ImagePackages(argparse.Action):
+    """Collects the repeated --image-packages mappings; an image mapped twice is an error."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        mappings: dict[str, Path] = dict(getattr(namespace, self.dest) or {})
+        for image, requirements in values.items():
+            if image in mappings:
+                parser.error(f"argument {option_string}: the image {image!r} is mapped twice")
+            mappings[image] = requirements
+        setattr(namespace, self.dest, mappings)
 
 
 def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -623,6 +623,32 @@ def test_tasks_of_one_run_asking_at_once_in_threads_share_one_build(
     assert [call[1] for call in installer.calls] == ["venv", "pip", "pip"]  # otherpkg, kfp
 
 
+@pytest.mark.e2e
+def test_tasks_waiting_for_an_environment_that_failed_do_not_build_it_again(
+    tmp_path, index: PackageIndex, monkeypatch
+):
+    """Four tasks of one run (a ParallelFor, say) need a package that cannot be had: the
+    first build fails and the tasks that waited for it fail with its error at once,
+    instead of each trying the same install again."""
+    import concurrent.futures
+
+    cache = TaskEnvironments(tmp_path / "cache", 10**9, install_timeout=60)
+    command = component_command(["nosuchpkg==1.0"], [index.url])
+    installer = InstallerCalls(monkeypatch)
+
+    def prepare(_: int) -> str:
+        with pytest.raises(EnvironmentBuildError) as failed, cache.prepare("python:3.11", command):
+            pass
+        return str(failed.value)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        errors = list(pool.map(prepare, range(4)))
+    assert all("'nosuchpkg==1.0'" in error for error in errors)
+    assert len({error for error in errors}) == 1
+    builds = [call for call in installer.calls if call[1] == "venv"]
+    assert len(builds) == 1
+
+
 def test_a_build_request_gives_way_once_another_process_has_published_it(tmp_path):
     """A task that found no environment asks for the exclusive lock to build it; if another
     process built it meanwhile and its task holds the shared lock (for as long as the task

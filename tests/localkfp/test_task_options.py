@@ -77,3 +77,14 @@ def test_task_options_check_their_values() -> None:
     with pytest.raises(ValueError, match="env_cache_size"):
         TaskOptions(env_cache_size=0)
     assert TaskOptions(env_cache=Path("x")).max_parallel_tasks == DEFAULT_MAX_PARALLEL_TASKS
+
+
+@pytest.mark.parametrize("parse", [_local_kfp, _dev])
+def test_an_image_mapped_twice_is_a_usage_error(parse, tmp_path, capsys) -> None:
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("tinypkg\n")
+    second.write_text("otherpkg\n")
+    with pytest.raises(SystemExit) as exit_code:
+        parse("--image-packages", f"img={first}", "--image-packages", f"img={second}")
+    assert exit_code.value.code == 2
+    assert "the image 'img' is mapped twice" in capsys.readouterr().err

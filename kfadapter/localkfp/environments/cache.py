@@ -99,6 +99,9 @@ class TaskEnvironments:
         self.install_timeout = install_timeout
         self._image_packages = {image: Path(path) for image, path in (image_packages or {}).items()}
         self._file_digests: dict[Path, tuple[tuple[int, int], str]] = {}
+        # builds that failed in this process (one run's worker): the tasks that wait for
+        # the same environment fail with the same error instead of building it again
+        self._failed: dict[str, EnvironmentBuildError] = {}
         for name in ("envs", "locks", "building", "trash", "wheels"):
             (self.cache_dir / name).mkdir(parents=True, exist_ok=True)
         self._installer = make_installer(
@@ -232,7 +235,13 @@ class TaskEnvironments:
                 if not _published(directory):
                     if exists:
                         continue  # evicted meanwhile: build it under an exclusive lock
-                    self._build(key, steps, directory)
+                    if key in self._failed:
+                        raise EnvironmentBuildError(str(self._failed[key]))
+                    try:
+                        self._build(key, steps, directory)
+                    except EnvironmentBuildError as error:
+                        self._failed[key] = error
+                        raise
                     built = True
                 fcntl.flock(lock, fcntl.LOCK_SH)
                 if not _published(directory):
