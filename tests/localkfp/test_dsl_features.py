@@ -77,12 +77,15 @@ def runs(tmp_path_factory, env_cache):
     }
     started = {}
     for name, (pipeline, parameters) in arguments.items():
-        run = client.create_run_from_pipeline_package(
-            str(compiled[pipeline]), arguments=parameters, run_name=name
+        run = client.create_run_from_pipeline_package(  # every task executes (no task cache)
+            str(compiled[pipeline]), arguments=parameters, run_name=name, enable_caching=False
         )
         started[name] = (client, run.run_id, markers.get(name), server.url)
     run = serial_client.create_run_from_pipeline_package(
-        str(compiled["independent"]), arguments={"seconds": SLEEP}, run_name="serial"
+        str(compiled["independent"]),
+        arguments={"seconds": SLEEP},
+        run_name="serial",
+        enable_caching=False,
     )
     started["serial"] = (serial_client, run.run_id, None, serial.url)
     yield started
