@@ -316,6 +316,11 @@ def test_the_environment_holds_only_what_the_component_asks_for(tmp_path, index:
         )
     ]
     assert os.path.dirname(sys.executable) not in plain.env["PATH"].split(os.pathsep)
+    # installed files are the environment's own, not hardlinks into uv's cache: a task
+    # rewriting one changes no other environment
+    site = with_pkg.environment / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    installed = [path for path in (site / "site-packages").rglob("*.py") if path.is_file()]
+    assert installed and all(path.stat().st_nlink == 1 for path in installed)
 
 
 @pytest.mark.e2e

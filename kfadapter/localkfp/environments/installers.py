@@ -110,6 +110,9 @@ class _Uv(Installer):
             "NO_COLOR": "1",
             # A refused or missing index fails in about a second instead of ten.
             "UV_HTTP_RETRIES": os.environ.get("UV_HTTP_RETRIES", "1"),
+            # Copies, not hardlinks into uv's cache (its default on Linux): a task that
+            # rewrites a file of an installed package must not change other environments.
+            "UV_LINK_MODE": "copy",
         }
         for variable in ("VIRTUAL_ENV", "CONDA_PREFIX", "UV_PYTHON"):
             self._env.pop(variable, None)
