@@ -129,6 +129,9 @@ def test_package_urls_are_checked_and_loopback_is_never_fetched(server) -> None:
             "https://github.com:8443/o/r/pipeline.yaml": "port",
             "https://example.com/pipeline.yaml": "allowlist",
             "not a url": "invalid URL",
+            # urlsplit reads github.com, urllib3 (which connects) reads 127.0.0.1:port
+            f"https://127.0.0.1:{port}\\@github.com/pipeline.yaml": "invalid URL",
+            f"https://user@127.0.0.1:{port}@github.com/pipeline.yaml": "invalid URL",
         }
         for package_url, words in refused.items():
             body = {

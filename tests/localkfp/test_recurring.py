@@ -79,6 +79,8 @@ def test_recurring_run_api_with_kfp_client(held_server, compiled) -> None:
         {"trigger": {"cron_schedule": {"cron": "* * * *"}}},
         {"trigger": {"cron_schedule": {"cron": "0 0 0 * * 7"}}},
         {"trigger": {"cron_schedule": {"cron": "@every soon"}}},
+        # beyond Go's int64 Duration: time.ParseDuration refuses it
+        {"trigger": {"cron_schedule": {"cron": "@every 99999999999999h"}}},
         {"trigger": {"periodic_schedule": {"interval_second": "0"}}},
         {"max_concurrency": None},
         {"max_concurrency": "0"},
@@ -230,6 +232,11 @@ def test_defaults_are_kfps(held_server) -> None:
         assert answer["mode"] == "DISABLE" and answer["status"] == "DISABLED"
         assert answer["service_account"] == "pipeline-runner"
         assert answer["trigger"] == {"cron_schedule": {"cron": cron}}
+    # Go's zero time, as Go clients send it, comes back with its four-digit year
+    zero = {"cron": "0 30 * * *", "start_time": "0001-01-01T00:00:00Z"}
+    created = requests.post(url, json={**body, "trigger": {"cron_schedule": zero}})
+    assert created.status_code == 200, created.text
+    assert created.json()["trigger"]["cron_schedule"]["start_time"] == "0001-01-01T00:00:00Z"
     missing = requests.post(url, json={**body, "max_concurrency": None, "trigger": {}})
     assert missing.status_code == 400
     assert "Support 1-10. Received 0" in missing.json()["message"]
