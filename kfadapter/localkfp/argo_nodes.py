@@ -41,31 +41,62 @@ executor's pod is named `<workflow>-system-container-impl-<hash of its node name
 (Argo's POD_NAMES v2, which KFP assumes in `RetrievePodName`): logs are read by that
 name.
 
-This module only computes; it does no I/O.
+This module builds the tree (`TaskRecord`, `task_details`) and re-exports the names of
+`argo_names.py` (names, ids, pods) and `argo_spec.py` (the spec walked); none does I/O.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-EXECUTOR_TEMPLATE = "system-container-impl"
-"""The template of the pod that runs a component (its pod name carries it)."""
+from kfadapter.localkfp.argo_names import (
+    EXECUTOR_TEMPLATE,
+    NEVER,
+    executor_node_name,
+    executor_pod_name,
+    executor_pod_names,
+    fnv32a,
+    node_id,
+    task_node_name,
+    workflow_name,
+)
+from kfadapter.localkfp.argo_spec import (
+    ITERATION,
+    dag_paths,
+    dag_tasks,
+    exit_hook_host,
+    guess_parent,
+    is_loop,
+    task_key,
+)
 
-NEVER = "0001-01-01T00:00:00Z"
-"""Go's zero time as KFP encodes it: the end of a node that has not finished."""
+__all__ = [
+    "EXECUTOR_TEMPLATE",
+    "NEVER",
+    "TaskRecord",
+    "dag_paths",
+    "dag_tasks",
+    "executor_node_name",
+    "executor_pod_name",
+    "executor_pod_names",
+    "exit_hook_host",
+    "fnv32a",
+    "guess_parent",
+    "is_loop",
+    "node_id",
+    "task_details",
+    "task_key",
+    "task_node_name",
+    "workflow_name",
+]
 
-_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
 _FINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 # A worker's task state as the Argo phase KFP maps it back from (`model.RuntimeState.ToV2`):
 # Argo ends the nodes of a terminated workflow Failed; there is no canceled phase.
 _NODE_STATE = {"CANCELED": "FAILED", "CANCELING": "RUNNING"}
-_ITERATION = re.compile(r"iteration-(\d+)")  # a loop iteration as the worker names it
-_EXIT_STRATEGY = "ALL_UPSTREAM_TASKS_COMPLETED"
 
 
 @dataclass(frozen=True)
@@ -90,117 +121,6 @@ class _Node:
     end: str | None
     children: list[str] = field(default_factory=list)
     outbound: list[str] = field(default_factory=list)  # a DAG's last pods
-
-
-def fnv32a(text: str) -> int:
-    """FNV-1a (32 bit) of the UTF-8 text: Argo's hash of node names."""
-    value = 0x811C9DC5
-    for byte in text.encode("utf-8"):
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return value
-
-
-def workflow_name(spec: Mapping[str, Any], run_id: str) -> str:
-    """The run's workflow name: the pipeline's name, '-', 5 characters (fixed per run)."""
-    name = str((spec.get("pipelineInfo") or {}).get("name") or "pipeline").split("/")[-1]
-    base = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "pipeline"
-    digest = hashlib.sha256(run_id.encode("utf-8")).digest()
-    suffix = "".join(_SUFFIX_ALPHABET[b % len(_SUFFIX_ALPHABET)] for b in digest[:5])
-    return f"{base}-"[:58] + suffix
-
-
-def node_id(workflow: str, node_name: str) -> str:
-    """Argo's id of a node: the workflow's name for its own node, else name-hash."""
-    return workflow if node_name == workflow else f"{workflow}-{fnv32a(node_name)}"
-
-
-def executor_pod_name(executor_node_id: str) -> str:
-    """The pod of an executor node, from the node's id (`RetrievePodName`, POD_NAMES v2)."""
-    workflow, _, digits = executor_node_id.rpartition("-")
-    return f"{workflow}-{EXECUTOR_TEMPLATE}-{digits}"
-
-
-def executor_node_name(
-    spec: Mapping[str, Any], workflow: str, parent: Iterable[str], task_name: str
-) -> str:
-    """The Argo node name of a container task's executor pod (its DAG path as the worker
-    reports it: spec keys, `iteration-<i>` inside a loop)."""
-    return f"{task_node_name(spec, workflow, (*parent, task_name))}.executor"
-
-
-def task_node_name(spec: Mapping[str, Any], workflow: str, path: Iterable[str]) -> str:
-    """The Argo node name of the task at this worker path (its last element).
-
-    A loop iteration `iteration-<i>` is `iteration-iterations(<i>:<i>)`, and what runs in
-    it sits under its `iteration-item`; an exit task sits under `<host>.onExit`.
-    """
-    components: Mapping[str, Any] = spec.get("components") or {}
-    component: Mapping[str, Any] = spec.get("root") or {}
-    elements = list(path)
-    names, in_loop = [workflow, "root"], False
-    for position, element in enumerate(elements):
-        iteration = _ITERATION.fullmatch(element) if in_loop else None
-        if iteration:
-            names.append(f"iteration-iterations({iteration[1]}:{iteration[1]})")
-            if position < len(elements) - 1:
-                names.append("iteration-item")
-            in_loop = False
-            continue
-        tasks = _tasks_of(component)
-        task = tasks.get(element) or {}
-        host = exit_hook_host(spec, tasks, task)
-        names.extend([host, "onExit", element] if host else [element])
-        component = components.get(_component_name(task)) or {}
-        in_loop = is_loop(task)
-    return ".".join(names)
-
-
-def is_loop(task: Mapping[str, Any]) -> bool:
-    """Whether a task spec is a ParallelFor (an iterator task)."""
-    return bool(task.get("parameterIterator") or task.get("artifactIterator"))
-
-
-def exit_hook_host(
-    spec: Mapping[str, Any], tasks: Mapping[str, Any], task: Mapping[str, Any]
-) -> str | None:
-    """The task whose Argo exit hook runs this exit task, or None if it is a plain task.
-
-    KFP's compiler sets the hook on every task the exit task depends on, and only on
-    container and DAG tasks (`iteratorTask` and `importerTask` take no exit template);
-    the worker runs an exit task once, so it is placed under the first of them.
-    """
-    if (task.get("triggerPolicy") or {}).get("strategy") != _EXIT_STRATEGY:
-        return None
-    components: Mapping[str, Any] = spec.get("components") or {}
-    executors = ((spec.get("deploymentSpec") or {}).get("executors")) or {}
-    for key in task.get("dependentTasks") or []:
-        upstream = tasks.get(key)
-        if upstream is None or is_loop(upstream):
-            continue
-        component = components.get(_component_name(upstream)) or {}
-        executor = executors.get(component.get("executorLabel", "")) or {}
-        if "dag" in component or "container" in executor:
-            return key
-    return None
-
-
-def _tasks_of(component: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (component.get("dag") or {}).get("tasks") or {}
-
-
-def _component_name(task: Mapping[str, Any]) -> str:
-    return str((task.get("componentRef") or {}).get("name", ""))
-
-
-def executor_pod_names(details: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The executor pods a run's task details lead to (each child id in pod form)."""
-    return {
-        executor_pod_name(child["pod_name"])
-        for detail in details
-        if detail.get("display_name") not in ("executor", None)
-        for child in detail.get("child_tasks") or []
-        if child.get("pod_name")
-    }
 
 
 def task_details(
@@ -394,7 +314,7 @@ class _Tree:
         iterations = sorted(
             (int(match[1]), r)
             for (p, k), r in self.records.items()
-            if p == inner and (match := _ITERATION.fullmatch(k))
+            if p == inner and (match := ITERATION.fullmatch(k))
         )
         if record is None and not iterations:
             return None
@@ -474,67 +394,3 @@ class _Tree:
 
     def _run_end(self) -> str | None:
         return self.finished if self.run_final else None
-
-
-def dag_tasks(spec: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
-    """The tasks of the DAG at this path of DAG task keys (() is the root), or {}."""
-    components: Mapping[str, Any] = spec.get("components") or {}
-    component: Mapping[str, Any] = spec.get("root") or {}
-    for key in path:
-        task = ((component.get("dag") or {}).get("tasks") or {}).get(key) or {}
-        component = components.get((task.get("componentRef") or {}).get("name", "")) or {}
-    return (component.get("dag") or {}).get("tasks") or {}
-
-
-def guess_parent(
-    spec: Mapping[str, Any], task_name: str, placed: Mapping[tuple[tuple[str, ...], str], bool]
-) -> tuple[str, ...]:
-    """The DAG path of a task that was reported without one.
-
-    The spec's DAGs that have a task of this name and no started one yet are the
-    candidates; the first whose upstream tasks of it have all finished is taken (a task
-    starts only after them). `placed`: (path, task name) -> finished, of the tasks so far.
-    """
-    candidates = [p for p in dag_paths(spec).get(task_name, []) if (p, task_name) not in placed]
-
-    def finished(path: tuple[str, ...], key: str) -> bool:
-        if (path, key) in placed:
-            return placed[(path, key)]
-        inner = (*path, key)
-        below = [done for (p, _), done in placed.items() if p[: len(inner)] == inner]
-        return bool(below) and all(below)
-
-    for path in candidates:
-        task = dag_tasks(spec, path).get(task_name) or {}
-        if all(finished(path, upstream) for upstream in task.get("dependentTasks") or []):
-            return path
-    return candidates[0] if candidates else ()
-
-
-def dag_paths(spec: Mapping[str, Any]) -> dict[str, list[tuple[str, ...]]]:
-    """Task key -> the DAG paths (enclosing DAG task keys) where the spec has that key."""
-    components: Mapping[str, Any] = spec.get("components") or {}
-    found: dict[str, list[tuple[str, ...]]] = {}
-
-    def walk(component: Mapping[str, Any], path: tuple[str, ...], depth: int) -> None:
-        if depth > 32:
-            return
-        for key, task in ((component.get("dag") or {}).get("tasks") or {}).items():
-            found.setdefault(key, []).append(path)
-            inner = components.get((task.get("componentRef") or {}).get("name", "")) or {}
-            if "dag" in inner:
-                walk(inner, (*path, key), depth + 1)
-
-    walk(spec.get("root") or {}, (), 0)
-    return found
-
-
-def task_key(spec: Mapping[str, Any], display_name: str) -> str:
-    """The spec key of the task with this display name (`taskInfo.name`), else the name."""
-    components: Mapping[str, Any] = spec.get("components") or {}
-    dags = [spec.get("root") or {}, *components.values()]
-    for component in dags:
-        for key, task in ((component.get("dag") or {}).get("tasks") or {}).items():
-            if (task.get("taskInfo") or {}).get("name") == display_name:
-                return key
-    return display_name
