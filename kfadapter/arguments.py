@@ -2,7 +2,9 @@
 
 The training manager sends every argument as a string, named its own way (`modelName`,
 `modelVersion`, ...). `map_arguments` fills the parameters the pipeline version actually
-declares (`pipeline_spec.root.inputDefinitions.parameters`):
+declares: a KFP v2 spec's `root.inputDefinitions.parameters`, or a KFP v1 pipeline's (an
+Argo Workflow's) `spec.arguments.parameters`, which are all strings, required when they
+have no `value`:
 
 - argument names match parameter names case-insensitively (an exact match wins over
   other case variants); an argument whose value is JSON null counts as not given;
@@ -21,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfadapter import jsontext
+from kfadapter import argo_workflows, jsontext
 from kfadapter.errors import BadRequest
 
 FEATUREPATH = "featurepath"
@@ -53,6 +55,18 @@ def spec_of(pipeline_spec: Any) -> dict[str, Any]:
 
 def declared_parameters(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The pipeline's input parameters: name, type, default, optional, description."""
+    if argo_workflows.is_workflow(spec):
+        return [
+            {
+                "name": parameter["name"],
+                "type": "STRING",  # Argo parameters are strings
+                "default": parameter["value"],
+                "has_default": parameter["value"] is not None,
+                "optional": parameter["value"] is not None,
+                "description": parameter["description"],
+            }
+            for parameter in argo_workflows.parameters(spec)
+        ]
     root = spec.get("root") if isinstance(spec, dict) else None
     definitions = ((root or {}).get("inputDefinitions") or {}).get("parameters") or {}
     parameters = []
@@ -73,7 +87,10 @@ def declared_parameters(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def pipeline_tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pipeline's top-level tasks: name, component, dependencies."""
+    """The pipeline's top-level tasks: name, component (a V1 task's template),
+    dependencies."""
+    if argo_workflows.is_workflow(spec):
+        return argo_workflows.entrypoint_tasks(spec)
     root = spec.get("root") if isinstance(spec, dict) else None
     tasks = ((root or {}).get("dag") or {}).get("tasks") or {}
     listed = []

@@ -204,8 +204,31 @@ class FakeKfp:
         return flatten_run(self._run(run_id))
 
     def create_run(self, run: NewRun) -> dict[str, Any]:
+        """A V2 run from its v2beta1 body; a V1 run from its v1beta1 body, shown back as
+        KFP's v2beta1 API shows it (the v1 parameters as runtime_config.parameters)."""
         self._record("create_run")
         run_id = self._new_id("run")
+        if run.template_type == "V1":
+            body = run.body_v1()
+            references = {r["key"]["type"]: r["key"]["id"] for r in body["resource_references"]}
+            self.runs[run_id] = {
+                "display_name": body["name"],
+                "description": body["description"],
+                "experiment_id": references["EXPERIMENT"],
+                "pipeline_version_reference": {
+                    "pipeline_id": run.pipeline_id,
+                    "pipeline_version_id": references["PIPELINE_VERSION"],
+                },
+                "runtime_config": {
+                    "parameters": {
+                        p["name"]: p["value"] for p in body["pipeline_spec"]["parameters"]
+                    }
+                },
+                "run_id": run_id,
+                "state": "PENDING",
+                "created_at": STAMP,
+            }
+            return flatten_run(self.runs[run_id])
         self.runs[run_id] = {
             **run.body(),
             "run_id": run_id,

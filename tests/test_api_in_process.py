@@ -13,6 +13,7 @@ import io
 from typing import Any
 
 import pytest
+import yaml
 from flask.testing import FlaskClient
 
 from kfadapter.app import create_app
@@ -459,3 +460,62 @@ def test_terminating_a_run_kfp_cannot_terminate_is_400_saying_its_state(
     assert f"it is {state}" in body["message"]
     assert "Row not found" in body["kfp_message"]
     assert fake_kfp.runs[run_id]["state"] == state
+
+
+def test_a_v1_pipeline_is_described_and_started_the_v1_way(
+    fast_client: FlaskClient, fake_kfp: FakeKfp
+) -> None:
+    """A KFP v1 pipeline (an Argo Workflow) uploaded the TM's way: its parameters are
+    spec.arguments.parameters (strings, template_type V1); /execution maps the TM's
+    arguments to them and starts the run through KFP's v1beta1 runs API, the only one
+    that applies values to a V1 run (backend/src/apiserver/template/argo_template.go
+    RunWorkflow reads only the v1 parameters)."""
+    workflow = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "train-"},
+        "spec": {
+            "entrypoint": "train",
+            "arguments": {"parameters": [{"name": "featurepath"}, {"name": "epochs", "value": 3}]},
+            "templates": [
+                {
+                    "name": "train",
+                    "inputs": {"parameters": [{"name": "featurepath"}, {"name": "epochs"}]},
+                    "container": {
+                        "image": "python:3.11",
+                        "command": ["echo", "{{inputs.parameters.featurepath}}"],
+                        "args": ["{{inputs.parameters.epochs}}"],
+                    },
+                }
+            ],
+        },
+    }
+    package = yaml.safe_dump(workflow).encode()
+    answer = fast_client.post("/pipelineIds/train-v1", data={"file": (io.BytesIO(package), "file")})
+    assert answer.status_code == 200, answer.json
+    pipeline = fast_client.get("/pipelines/train-v1").json
+    assert (pipeline["template_type"], pipeline["arguments"]) == (
+        "V1",
+        {"featurepath": None, "epochs": "3"},
+    )
+    started = fast_client.post(
+        "/trainingjobs/job-1/execution", json={**TM_BODY, "pipeline_name": "train-v1"}
+    )
+    assert started.status_code == 200, started.json
+    run = fake_kfp.runs[started.json["run_id"]]
+    assert run["runtime_config"]["parameters"] == {"featurepath": "cells_job-1", "epochs": "3"}
+    assert started.json["parameters"] == {"featurepath": "cells_job-1", "epochs": "3"}
+
+
+def test_a_v1_workflow_kfp_would_refuse_is_a_400_before_kfp_is_called(
+    fast_client: FlaskClient, fake_kfp: FakeKfp
+) -> None:
+    """KFP answers a workflow Argo's validation refuses with a 500 (argo_template.go returns
+    Argo's error unwrapped); the adapter checks it first and says what is wrong."""
+    package = (
+        b"apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nspec:\n  templates:\n"
+        b"  - {name: a, container: {image: x}}\n  - {name: a, container: {image: y}}\n"
+    )
+    answer = fast_client.post("/pipelineIds/dup", data={"file": (io.BytesIO(package), "file")})
+    assert "spec.templates[1].name 'a' is not unique" in error_of(answer, 400)["message"]
+    assert fake_kfp.writes() == []

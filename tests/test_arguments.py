@@ -239,3 +239,111 @@ def test_convert_rejects_what_kfp_cannot_hold(value, kind):
 def test_int64_bounds_convert():
     assert convert("9223372036854775807", "NUMBER_INTEGER") == 2**63 - 1
     assert convert(str(-(2**63)), "NUMBER_INTEGER") == -(2**63)
+
+
+# -- KFP v1 pipelines (Argo Workflows): spec.arguments.parameters, strings ------------------
+
+
+def _workflow(*parameters: dict) -> dict:
+    """A V1 pipeline as kfp 1.8 declares its run parameters (only what mapping reads)."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "spec": {"entrypoint": "main", "arguments": {"parameters": list(parameters)}},
+    }
+
+
+V1_TRAINING = _workflow(
+    {"name": "featurepath"},
+    {"name": "epochs", "value": 10},
+    {"name": "modelName"},
+    {"name": "modelversion", "value": "1"},
+)
+
+
+def test_declared_parameters_of_a_v1_workflow_are_strings_with_their_values_as_defaults():
+    """KFP 2.17 reads a V1 pipeline's parameters from spec.arguments.parameters
+    (backend/src/apiserver/template/argo_template.go ParametersJSON); Argo holds every
+    value as a string, and a parameter without one must be given."""
+    assert declared_parameters(V1_TRAINING) == [
+        {
+            "name": "featurepath",
+            "type": "STRING",
+            "default": None,
+            "has_default": False,
+            "optional": False,
+            "description": "",
+        },
+        {
+            "name": "epochs",
+            "type": "STRING",
+            "default": "10",
+            "has_default": True,
+            "optional": True,
+            "description": "",
+        },
+        {
+            "name": "modelName",
+            "type": "STRING",
+            "default": None,
+            "has_default": False,
+            "optional": False,
+            "description": "",
+        },
+        {
+            "name": "modelversion",
+            "type": "STRING",
+            "default": "1",
+            "has_default": True,
+            "optional": True,
+            "description": "",
+        },
+    ]
+
+
+def test_tm_arguments_fill_a_v1_workflow_with_the_v2_rules():
+    """Case-insensitive names, featurepath from featuregroup_name and the job id, strings
+    kept as strings, unknown arguments reported as ignored."""
+    mapped = map_arguments(
+        declared_parameters(V1_TRAINING), {**TM_ARGUMENTS, "EPOCHS": 7}, trainingjob_id="x"
+    )
+    assert mapped.parameters == {
+        "featurepath": "cells_job-7",
+        "epochs": "5",
+        "modelName": "qoe",
+        "modelversion": "3",
+    }
+    assert mapped.ignored == ["EPOCHS", "featuregroup_name", "modellocation", "trainingjob_id"]
+
+
+def test_missing_required_v1_parameters_are_named():
+    """A V1 parameter without a value that no argument fills is a 400 naming it (KFP would
+    refuse the run with a 500: resource_manager.go CreateRun, Validate(false, false))."""
+    with pytest.raises(BadRequest) as error:
+        map_arguments(declared_parameters(V1_TRAINING), {"epochs": "3"})
+    assert error.value.details["missing_parameters"] == ["featurepath", "modelName"]
+    assert "missing required parameters: featurepath, modelName" in error.value.message
+
+
+def test_tasks_of_a_v1_workflow_are_its_entrypoint_dag():
+    workflow = {
+        **_workflow(),
+        "spec": {
+            "entrypoint": "main",
+            "templates": [
+                {
+                    "name": "main",
+                    "dag": {
+                        "tasks": [
+                            {"name": "prepare", "template": "prep"},
+                            {"name": "train", "template": "fit", "depends": "prepare.Succeeded"},
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    assert pipeline_tasks(workflow) == [
+        {"name": "prepare", "component": "prep", "dependencies": []},
+        {"name": "train", "component": "fit", "dependencies": ["prepare"]},
+    ]

@@ -71,6 +71,7 @@ def get_pipeline(id_or_name: str):
             "name": pipeline["display_name"],
             "arguments": {p["name"]: p["default"] for p in parameters},
             "parameters": parameters,
+            "template_type": version["template_type"] if version else None,
             "default_version": _version_summary(version),
             "versions_count": newest["total_size"] or len(newest["pipeline_versions"]),
         }

@@ -135,6 +135,7 @@ def start_training_run(
             pipeline_id=pipeline["pipeline_id"],
             version_id=version["pipeline_version_id"],
             parameters=mapped.parameters,
+            template_type=version["template_type"],
         )
     )
     answer = {

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from kfadapter import argo_workflows
 from kfadapter.errors import BadRequest, Conflict
 from kfadapter.kfp import KfpClient
 
@@ -84,7 +85,10 @@ def _answer(name: str, pipeline_id: str, version: dict[str, Any] | None) -> dict
 
 
 def check_package(package: bytes) -> None:
-    """Reject what cannot be a pipeline package: not an archive and not a YAML/JSON mapping."""
+    """Reject what cannot be a pipeline package: not an archive and not a YAML/JSON mapping,
+    or a KFP v1 pipeline (an Argo Workflow) that KFP 2.17 would refuse. KFP answers a
+    workflow Argo's validation refuses with a 500 (it passes Argo's error on unwrapped,
+    `template/argo_template.go`), so the adapter checks it first and answers 400."""
     if package.startswith((b"PK\x03\x04", b"\x1f\x8b")):
         return  # .zip / .tar.gz: KFP looks inside
     try:
@@ -100,6 +104,14 @@ def check_package(package: bytes) -> None:
     if not documents or not isinstance(documents[0], dict):
         raise BadRequest("the uploaded file is not a compiled pipeline (expected a YAML mapping)")
     first = documents[0]
+    if argo_workflows.is_workflow(first):
+        try:
+            argo_workflows.check_upload(first)
+        except argo_workflows.WorkflowError as error:
+            raise BadRequest(
+                f"the uploaded KFP v1 pipeline (Argo Workflow) is invalid: {error.message}"
+            ) from None
+        return
     if not any(key in first for key in ("pipelineInfo", "root", "pipeline_spec", "spec")):
         raise BadRequest(
             "the uploaded file is not a compiled pipeline: it has none of pipelineInfo, root"

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from kfadapter.argo_workflows import template_type
 from kfadapter.arguments import declared_parameters, pipeline_tasks, spec_of
 
 
@@ -50,6 +51,7 @@ def flatten_version(raw: dict[str, Any]) -> dict[str, Any]:
         "name": raw.get("name") or raw.get("display_name") or "",
         "description": raw.get("description") or "",
         "created_at": iso(raw.get("created_at")),
+        "template_type": template_type(spec),
         "parameters": declared_parameters(spec),
         "tasks": pipeline_tasks(spec),
         "package_url": package_url.get("pipeline_url") if isinstance(package_url, dict) else None,
@@ -100,6 +102,52 @@ def flatten_run(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# KFP's v1 run statuses (`model.RuntimeState.ToV1()`) as v2beta1 states.
+_V1_STATES = {
+    "Pending": "PENDING",
+    "Running": "RUNNING",
+    "Succeeded": "SUCCEEDED",
+    "Skipped": "SKIPPED",
+    "Failed": "FAILED",
+    "Error": "FAILED",
+    "Terminating": "CANCELING",
+    "Canceled": "CANCELED",
+    "Paused": "PAUSED",
+}
+
+
+def flatten_run_v1(answer: dict[str, Any]) -> dict[str, Any]:
+    """A run as KFP's v1beta1 API answers its creation (an ApiRunDetail), in the shape
+    `flatten_run` gives; a status not (yet) set reads PENDING, as the run was just made."""
+    run = answer.get("run") or {}
+    references = {
+        (ref.get("key") or {}).get("type"): (ref.get("key") or {}).get("id") or ""
+        for ref in run.get("resource_references") or []
+    }
+    spec = run.get("pipeline_spec") or {}
+    return flatten_run(
+        {
+            "run_id": run.get("id"),
+            "display_name": run.get("name"),
+            "description": run.get("description"),
+            "state": _V1_STATES.get(run.get("status") or "", "PENDING"),
+            "storage_state": (run.get("storage_state") or "").removeprefix("STORAGESTATE_"),
+            "experiment_id": references.get("EXPERIMENT", ""),
+            "pipeline_version_reference": {
+                "pipeline_id": spec.get("pipeline_id") or "",
+                "pipeline_version_id": references.get("PIPELINE_VERSION", ""),
+            },
+            "runtime_config": {
+                "parameters": {p.get("name"): p.get("value") for p in spec.get("parameters") or []}
+            },
+            "created_at": run.get("created_at"),
+            "scheduled_at": run.get("scheduled_at"),
+            "finished_at": run.get("finished_at"),
+            "error": run.get("error") or None,
+        }
+    )
+
+
 def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pipeline's own tasks among a v2 run's task details, each with its pods.
 
@@ -115,8 +163,14 @@ def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     child that runs a component is `<workflow>-system-container-impl-<hash>`
     (`common/util/workflow.go` `RetrievePodName`, Argo's POD_NAMES v2): those are a
     task's `pods`, the node ids its log is read by.
+
+    A V1 run's (a KFP v1 pipeline's, an Argo Workflow's: no `root-driver` node) entries
+    are its workflow's own nodes, each kept but the workflow's; their pods are named
+    after the templates they run (`<workflow>-<template>-<hash>`), which task details do
+    not carry, so none is given.
     """
     names = {raw.get("display_name") or "" for raw in details}
+    v2 = "root-driver" in names
     workflows = {
         child["pod_name"].rpartition("-")[0]
         for raw in details
@@ -127,10 +181,13 @@ def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     tasks = []
     for raw in details:
         name = raw.get("display_name") or ""
-        if (
-            name in system
-            or _COMPILER_NODE.fullmatch(name)
-            or (name.endswith("-driver") and name[: -len("-driver")] in names)
+        if name in workflows or (
+            v2
+            and (
+                name in system
+                or _COMPILER_NODE.fullmatch(name)
+                or (name.endswith("-driver") and name[: -len("-driver")] in names)
+            )
         ):
             continue
         tasks.append(
@@ -145,7 +202,7 @@ def run_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "pods": [
                     _executor_pod(child["pod_name"])
                     for child in raw.get("child_tasks") or []
-                    if child.get("pod_name")
+                    if child.get("pod_name") and v2
                 ],
             }
         )

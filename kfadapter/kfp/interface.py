@@ -28,7 +28,13 @@ class PageRequest:
 
 @dataclass(frozen=True)
 class NewRun:
-    """A run to start: a pipeline version with parameter values, in an experiment."""
+    """A run to start: a pipeline version with parameter values, in an experiment.
+
+    A V1 pipeline (an Argo Workflow, `template_type` "V1") takes its values only through
+    KFP's v1beta1 runs API (`body_v1`): KFP 2.17 applies no v2beta1
+    `runtime_config.parameters` to it (`server/api_converter.go` toModelRun,
+    `template/argo_template.go` RunWorkflow).
+    """
 
     name: str
     experiment_id: str
@@ -36,9 +42,10 @@ class NewRun:
     version_id: str
     parameters: dict[str, Any]
     description: str = ""
+    template_type: str = "V2"
 
     def body(self) -> dict[str, Any]:
-        """KFP's V2beta1Run JSON asking for this run."""
+        """KFP's V2beta1Run JSON asking for this run (of a V2 pipeline)."""
         return {
             "display_name": self.name,
             "description": self.description,
@@ -48,6 +55,29 @@ class NewRun:
                 "pipeline_version_id": self.version_id,
             },
             "runtime_config": {"parameters": self.parameters},
+        }
+
+    def body_v1(self) -> dict[str, Any]:
+        """KFP's v1beta1 ApiRun JSON asking for this run: the version and the experiment
+        as resource references, the values as `pipeline_spec.parameters` (strings)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "pipeline_spec": {
+                "parameters": [
+                    {"name": name, "value": str(value)} for name, value in self.parameters.items()
+                ]
+            },
+            "resource_references": [
+                {
+                    "key": {"type": "EXPERIMENT", "id": self.experiment_id},
+                    "relationship": "OWNER",
+                },
+                {
+                    "key": {"type": "PIPELINE_VERSION", "id": self.version_id},
+                    "relationship": "CREATOR",
+                },
+            ],
         }
 
 

@@ -15,6 +15,7 @@ from kfadapter.kfp.flatten import (
     flatten_page,
     flatten_recurring_run,
     flatten_run,
+    flatten_run_v1,
 )
 from kfadapter.kfp.interface import NewRun, PageRequest
 from kfadapter.kfp.transport import PAGE_SIZE, Transport
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 RUN_IDS_PER_CALL = 100
 # KFP's path of a task's log, which its generated client has no method for.
 TASK_LOG_PATH = "/apis/v1alpha1/runs/{run_id}/nodes/{node_id}/log"
+# KFP's v1beta1 runs API, the one way to give a V1 (Argo) pipeline's run its values.
+RUNS_V1_PATH = "/apis/v1beta1/runs"
 
 
 class RunCalls:
@@ -151,7 +154,13 @@ class RunCalls:
         return flatten_run(answer)
 
     def create_run(self, run: NewRun) -> dict[str, Any]:
-        """Start a run of a pipeline version with these parameter values."""
+        """Start a run of a pipeline version with these parameter values (a V1 pipeline's
+        through the v1beta1 API, see NewRun)."""
+        if run.template_type == "V1":
+            answer = self._kfp.write_json(
+                "create_run", RUNS_V1_PATH, run.body_v1(), subject=f"run {run.name!r}"
+            )
+            return flatten_run_v1(answer)
         answer = self._kfp.write(
             "create_run",
             self._kfp.apis.runs.run_service_create_run,

@@ -126,6 +126,25 @@ class Transport:
 
         return self._call(operation, fetch, read=True, subject=subject, parse=_text_body)
 
+    def write_json(
+        self, operation: str, path: str, body: dict[str, Any], *, subject: str
+    ) -> dict[str, Any]:
+        """The JSON answer of a POST on a KFP path the SDK has no method for (the v1beta1
+        runs API); never retried blindly."""
+
+        def post(**options: Any) -> Any:
+            return self.apis.api_client.call_api(
+                path,
+                "POST",
+                body=body,
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                auth_settings=["Bearer"],
+                _return_http_data_only=True,
+                **options,
+            )
+
+        return self._call(operation, post, read=False, subject=subject)
+
     def _sdk_call(
         self,
         operation: str,

@@ -248,6 +248,11 @@ def api_blueprint(services: KfpServices, name: str) -> Blueprint:
     def create_run() -> Response:
         return _message(runs.create_run(_body(RUN), request.args.get("experiment_id", "")), RUN)
 
+    # KFP v1's way to give a V1 (Argo) pipeline's run its parameter values
+    @bp.post("/apis/v1beta1/runs")
+    def create_run_v1() -> Response:
+        return _json(runs.create_run_v1(parse_json_body(request.get_data())))
+
     @bp.get(f"{V2}/runs/<run_id>")
     def get_run(run_id: str) -> Response:
         return _message(runs.get_run(run_id), RUN)

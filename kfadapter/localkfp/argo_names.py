@@ -36,9 +36,14 @@ def workflow_name(spec: Mapping[str, Any], run_id: str) -> str:
     """The run's workflow name: the pipeline's name, '-', 5 characters (fixed per run)."""
     name = str((spec.get("pipelineInfo") or {}).get("name") or "pipeline").split("/")[-1]
     base = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "pipeline"
+    return generated_name(f"{base}-", run_id)
+
+
+def generated_name(prefix: str, run_id: str) -> str:
+    """A Kubernetes `generateName` result: the prefix and 5 characters (fixed per run)."""
     digest = hashlib.sha256(run_id.encode("utf-8")).digest()
     suffix = "".join(_SUFFIX_ALPHABET[b % len(_SUFFIX_ALPHABET)] for b in digest[:5])
-    return f"{base}-"[:58] + suffix
+    return prefix[:58] + suffix
 
 
 def node_id(workflow: str, node_name: str) -> str:

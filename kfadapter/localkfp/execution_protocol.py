@@ -19,6 +19,10 @@ The worker reports progress as JSON lines on a pipe, one event per line:
   (state SUCCEEDED or FAILED, or SKIPPED for a condition branch not taken, which is
   reported as started and finished at once; error is the task's error message or null)
 - ``{"event": "run_finished", "state", "time", "error"}`` (state SUCCEEDED or FAILED)
+- ``{"event": "node", "time", "node": {...}}``: a KFP v1 (Argo Workflow) run's Argo node as
+  it now stands (``name``, ``display_name``, ``type``, ``template``, ``phase``, ``start``,
+  ``end``, ``children``: node ids, ``message``); sent again on every change (see
+  ``workflows.nodes``). A v1 run reports its nodes this way instead of tasks.
 
 Times are RFC 3339 UTC strings. This module must stay cheap to import (no kfp).
 """
@@ -33,6 +37,7 @@ TASK_STARTED = "task_started"
 KIND_CONTAINER, KIND_IMPORTER, KIND_DAG = "container", "importer", "dag"
 TASK_FINISHED = "task_finished"
 RUN_FINISHED = "run_finished"
+NODE = "node"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 

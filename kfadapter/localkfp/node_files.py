@@ -13,8 +13,8 @@
   once the pod has finished.
 
 The embedded server keeps a task's log as logs/<executor pod name>.log (see
-run_progress.py); the ids are checked against the run's task details, so only what KFP
-would serve is served.
+run_progress.py; a V1 run's pods as logs/<workflow>-<template>-<n>.log, see workflows/); the
+ids are checked against the run's task details, so only what KFP would serve is served.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def log_file(
     if details is None:
         raise _log_error(run_id, f"run {run_id} not found")
     path = None
-    if executor is not None and node_id in argo_nodes.executor_pod_names(details):
+    known = node_id in argo_nodes.executor_pod_names(details) or _is_workflow_pod(node_id, details)
+    if executor is not None and known:
         path = executor.log_path(run_id, node_id)
     if path is None or not Path(path).is_file():
         raise _log_error(run_id, f'pods "{node_id}" not found')
@@ -68,6 +69,8 @@ def read_artifact(
     path = None
     if executor is not None and artifact_name == LOG_ARTIFACT and node_id in finished:
         path = executor.log_path(run_id, argo_nodes.executor_pod_name(node_id))
+        if path is None:  # a V1 run's pod keeps its log under its node id too (workflows/)
+            path = executor.log_path(run_id, node_id)
     if path is None or not Path(path).is_file():
         request = f'run_id:"{run_id}" node_id:"{node_id}" artifact_name:"{artifact_name}"'
         raise ApiError(
@@ -76,6 +79,28 @@ def read_artifact(
             f"runs/{run_id}/nodes/{node_id}/artifacts/{artifact_name} not found",
         )
     return {"data": base64.b64encode(Path(path).read_bytes()).decode("ascii")}
+
+
+def _is_workflow_pod(name: str, details: list[dict[str, Any]]) -> bool:
+    """Whether `name` is a pod of a V1 run's nodes: `<workflow>-<template>-<n>` where
+    `<workflow>-<n>` is the id of one of its nodes (a child in the task details, or the exit
+    handler `<workflow>.onExit`, which hangs from no node), as `RetrievePodName` names it."""
+    prefix, _, digits = name.rpartition("-")
+    if not digits.isdigit():
+        return False
+    children = {
+        child.get("pod_name") for detail in details for child in detail.get("child_tasks") or []
+    }
+    names = {detail.get("display_name") for detail in details}
+    for workflow in filter(None, names):
+        if not prefix.startswith(f"{workflow}-"):
+            continue
+        exit_node = f"{workflow}.onExit"
+        if f"{workflow}-{digits}" in children or (
+            exit_node in names and digits == str(argo_nodes.fnv32a(exit_node))
+        ):
+            return True
+    return False
 
 
 def _log_error(run_id: str, reason: str) -> UploadError:

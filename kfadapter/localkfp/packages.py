@@ -1,8 +1,10 @@
-"""Reading pipeline packages: KFP v2 IR as YAML or JSON, alone or in a .zip / .tar.gz.
+"""Reading pipeline packages: KFP v2 IR or a KFP v1 Argo Workflow, as YAML or JSON, alone
+or in a .zip / .tar.gz.
 
 The stored form is what KFP returns as a version's `pipeline_spec`: the IR document
 itself, or `{"pipeline_spec": IR, "platform_spec": PLATFORM}` when the package also
-holds a platform spec document (as kfp-kubernetes adds).
+holds a platform spec document (as kfp-kubernetes adds), or the Argo Workflow itself
+(a V1 template, `template/template.go`; checked as `argo_workflows.check_upload` says).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from kfadapter.localkfp.apierrors import bad_request, require_json_value
+from kfadapter import argo_workflows
+from kfadapter.localkfp.apierrors import INTERNAL, ApiError, bad_request, require_json_value
 
 MAX_PACKAGE_BYTES = 32 * 1024 * 1024  # KFP's limit on an uploaded pipeline file
 MAX_ALIASED_NODES = 1_000_000
@@ -90,8 +93,9 @@ def validate_pipeline_spec(spec: Any, where: str = "pipeline spec") -> dict[str,
         raise bad_request(f"Invalid {where}: expected a mapping, got {type(spec).__name__}")
     if "apiVersion" in spec and "kind" in spec:
         raise bad_request(
-            f"Invalid {where}: this is a Kubernetes/Argo manifest (kind {spec.get('kind')!r}), "
-            "not a KFP v2 pipeline spec; compile the pipeline with the kfp v2 SDK"
+            f"Invalid {where}: this is a Kubernetes manifest (kind {spec.get('kind')!r}, "
+            f"apiVersion {spec.get('apiVersion')!r}), neither a KFP v2 pipeline spec nor an "
+            "Argo Workflow (apiVersion argoproj.io/v1alpha1, kind Workflow) as kfp 1.8 compiles"
         )
     unknown = sorted(set(spec) - PIPELINE_SPEC_FIELDS)
     if unknown:
@@ -134,10 +138,33 @@ def normalize_spec(value: Any, where: str = "pipeline_spec") -> dict[str, Any]:
 
 
 def ir_of(stored: dict[str, Any]) -> dict[str, Any]:
-    """The IR document of a stored spec (without any platform spec)."""
+    """The IR document of a stored spec (without any platform spec); a workflow as it is."""
     if "pipeline_spec" in stored and "root" not in stored:
         return stored["pipeline_spec"]
     return stored
+
+
+def spec_name(stored: dict[str, Any]) -> str:
+    """The pipeline name a stored spec carries: a v2 spec's pipelineInfo.name, "" for a
+    V1 workflow (KFP reads no name from it: `tmpl.IsV2()` is false)."""
+    if argo_workflows.is_workflow(stored):
+        return ""
+    return ir_of(stored)["pipelineInfo"]["name"]
+
+
+def checked_workflow(document: Any) -> dict[str, Any]:
+    """A V1 workflow KFP stores; KFP's 400 for invalid input, and a 500 (code 13) when
+    Argo's validation refuses it, as KFP passes that error on unwrapped."""
+    try:
+        return argo_workflows.check_upload(document)
+    except argo_workflows.WorkflowError as error:
+        if error.argo:
+            raise ApiError(
+                500,
+                f"template creation error (Argo workflow validation): {error.message}",
+                INTERNAL,
+            ) from None
+        raise bad_request(error.message) from None
 
 
 class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -212,6 +239,8 @@ def parse_documents(text: str) -> dict[str, Any]:
     documents = [doc for doc in _load_yaml_documents(text) if doc is not None]
     if not documents:
         raise bad_request("Invalid package: the file holds no pipeline spec (it is empty)")
+    if argo_workflows.is_workflow(documents[0]):
+        return checked_workflow(documents[0])  # KFP reads the first document only
     spec = validate_pipeline_spec(documents[0], "pipeline package")
     platform: dict[str, Any] = {}
     for document in documents[1:]:

@@ -7,13 +7,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from kfadapter import argo_workflows
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp import validation as v
 from kfadapter.localkfp import views
 from kfadapter.localkfp.apierrors import ApiError, UploadError, bad_request, not_found
 from kfadapter.localkfp.fields import PIPELINES, VERSIONS
 from kfadapter.localkfp.package_urls import Fetcher, Resolver, download, fetch, file_name, resolve
-from kfadapter.localkfp.packages import ir_of, parse_documents, parse_package, read_pipeline_file
+from kfadapter.localkfp.packages import (
+    parse_documents,
+    parse_package,
+    read_pipeline_file,
+    spec_name,
+)
 from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.storage import PipelineStore, dumps
 
@@ -107,7 +113,7 @@ class PipelineService:
                     "description": description,
                     "tags": pipeline_tags,
                 },
-                ir_of(spec)["pipelineInfo"]["name"],  # with no file name either, as KFP
+                spec_name(spec),  # with no file name either, as KFP
             )
             version = self._new_version_row(
                 pipeline["id"],
@@ -301,8 +307,10 @@ class PipelineService:
     def _new_version_row(
         self, pipeline_id: str, body: dict[str, Any], spec: dict[str, Any], package_url: str
     ) -> dict[str, Any]:
-        """A version row; 400 unless the spec's pipelineInfo.name is one KFP stores."""
-        v.spec_pipeline_name(ir_of(spec)["pipelineInfo"]["name"])
+        """A version row; 400 unless a v2 spec's pipelineInfo.name is one KFP stores (a V1
+        workflow carries no name KFP checks)."""
+        if not argo_workflows.is_workflow(spec):
+            v.spec_pipeline_name(spec_name(spec))
         display_name = v.text(body, "display_name", "pipeline_version")
         name = v.text(body, "name", "pipeline_version") or display_name
         return {
@@ -351,5 +359,6 @@ def _upload_errors(failure: str) -> Iterator[None]:
     except ApiError as error:
         if error.status == 409:
             raise UploadError(409, f"{failure}: {error.message}") from None
-        status = 500 if error.status >= 500 else 400
-        raise UploadError(status, error.message) from None
+        if error.status >= 500:  # KFP's message is `failure` alone; this one adds why
+            raise UploadError(500, f"{failure}: {error.message}") from None
+        raise UploadError(400, error.message) from None

@@ -48,7 +48,8 @@ class RecurringRunService:
         experiment = self._experiments.for_new_run(v.text(body, "experiment_id", "recurring_run"))
         source = self._runs.resolve_source(body, "recurring_run")
         runtime_config = v.runtime_config(body, "recurring_run")
-        v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
+        if not source.is_v1:  # a V1 pipeline's runs take no runtime_config.parameters
+            v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
         max_concurrency = v.max_concurrency(body.get("max_concurrency"))
         # KFP validates the request first and fails on a missing trigger only when it makes
         # the scheduled workflow (a 500), so the trigger is read last.

@@ -26,6 +26,8 @@ from kfadapter.localkfp import argo_nodes
 from kfadapter.localkfp import execution_protocol as protocol
 from kfadapter.localkfp.execution import RunUpdate
 from kfadapter.localkfp.states import FINAL_STATES
+from kfadapter.localkfp.workflows import is_workflow
+from kfadapter.localkfp.workflows import nodes as workflow_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class RunProgress:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task_id -> record
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # a v1 run's Argo nodes
     submitted_at: datetime = field(default_factory=protocol.utc_now)
     process: subprocess.Popen[bytes] | None = None
     thread: threading.Thread | None = None
@@ -108,6 +111,12 @@ class RunProgress:
                 return False
             _end_task(task, str(event.get("state", "FAILED")), stamp, event.get("error"))
             return True
+        if kind == protocol.NODE:  # a v1 run's Argo node as it now stands
+            node = event.get("node")
+            if not isinstance(node, dict) or not isinstance(node.get("name"), str):
+                return False
+            self.nodes[node["name"]] = node
+            return True
         if kind == protocol.RUN_FINISHED:
             self.outcome = (str(event.get("state", "FAILED")), event.get("error"))
         return False  # the outcome is published once the process has exited
@@ -130,10 +139,21 @@ class RunProgress:
                 task_state = "CANCELED" if state == "CANCELED" else "FAILED"
                 reason = "the run was terminated" if state == "CANCELED" else error
                 _end_task(task, task_state, stamp, reason)
+        for node in self.nodes.values():  # Argo ends the nodes of a stopped workflow Failed
+            if node.get("phase") not in workflow_nodes.FINAL_PHASES:
+                node["phase"], node["end"] = workflow_nodes.FAILED, stamp
         self.state, self.error, self.finished_at = state, error, now
 
     def task_details(self) -> list[dict[str, Any]]:
-        """KFP's task details of the run: one entry per Argo node (see argo_nodes.py)."""
+        """KFP's task details of the run: one entry per Argo node (see argo_nodes.py; a v1
+        run's nodes as its worker reported them, see workflows/nodes.py)."""
+        if is_workflow(self.pipeline_spec):
+            return workflow_nodes.task_details(
+                self.run_id,
+                workflow_nodes.workflow_name(self.pipeline_spec, self.run_id),
+                self.nodes.values(),
+                created=protocol.to_rfc3339(self.submitted_at),
+            )
         return argo_nodes.task_details(
             self.run_id,
             self.pipeline_spec,

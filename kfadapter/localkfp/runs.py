@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kfadapter import argo_workflows
 from kfadapter.localkfp import node_files, views
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp import validation as v
@@ -26,7 +27,7 @@ from kfadapter.localkfp.apierrors import (
 from kfadapter.localkfp.execution import Executor, RunUpdate
 from kfadapter.localkfp.experiments import ExperimentService
 from kfadapter.localkfp.fields import RUNS
-from kfadapter.localkfp.packages import ir_of, normalize_spec
+from kfadapter.localkfp.packages import ir_of, normalize_spec, parse_documents
 from kfadapter.localkfp.pipelines import PipelineService
 from kfadapter.localkfp.sources import SYSTEM, Sources
 from kfadapter.localkfp.states import (
@@ -37,7 +38,7 @@ from kfadapter.localkfp.states import (
     reported_state,
 )
 from kfadapter.localkfp.storage import RunChange, RunStore, dumps, loads
-from kfadapter.localkfp.timefmt import from_datetime
+from kfadapter.localkfp.timefmt import from_datetime, to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,24 @@ class RunSource:
     pipeline_id: str
     pipeline_version_id: str
     pipeline_spec: str | None  # the inline spec as stored (JSON text), None for a version
-    ir: dict[str, Any]  # the IR to execute
+    ir: dict[str, Any]  # the IR to execute, or a V1 template's Argo Workflow
+
+    @property
+    def is_v1(self) -> bool:
+        """Whether the pipeline is a V1 template (an Argo Workflow)."""
+        return argo_workflows.is_workflow(self.ir)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run body read (from the v2beta1 or the v1beta1 API), before it is stored."""
+
+    name: str
+    description: str
+    service_account: str
+    source: RunSource
+    runtime_config: dict[str, Any]  # as stored and shown
+    v1_parameters: dict[str, str] | None = None  # v1beta1 pipeline_spec.parameters
 
 
 class RunService:
@@ -95,7 +113,10 @@ class RunService:
         scheduled_us: int | None = None,
     ) -> dict[str, Any]:
         """POST /runs: store the run PENDING and hand it to the executor; parameters that
-        do not fit the pipeline are a 400 and nothing is stored (as in KFP)."""
+        do not fit the pipeline are a 400 and nothing is stored (as in KFP). A V1
+        pipeline's run takes no runtime_config.parameters: they are stored and shown but
+        not applied (`server/api_converter.go` toModelRun leaves the v1 parameters empty,
+        and `template/argo_template.go` RunWorkflow reads only those)."""
         body = v.json_object(body, "run")
         name = v.name(v.text(body, "display_name", "run"), "Run")
         experiment = self._experiments.for_new_run(
@@ -103,22 +124,100 @@ class RunService:
         )
         source = self.resolve_source(body, "run")
         runtime_config = v.runtime_config(body, "run")
-        v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
+        if not source.is_v1:
+            v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
+        run = RunRequest(
+            name=name,
+            description=v.text(body, "description", "run"),
+            service_account=v.text(body, "service_account", "run"),
+            source=source,
+            runtime_config=runtime_config,
+        )
+        return self._view(self._start(run, experiment, recurring_run_id, scheduled_us))
+
+    def create_run_v1(self, body: Any) -> dict[str, Any]:
+        """POST /apis/v1beta1/runs (`server/run_server.go` CreateRunV1): the KFP v1 way,
+        whose `pipeline_spec.parameters` ({name, value} strings) a V1 pipeline's run does
+        take. The pipeline is a PIPELINE_VERSION resource reference, else
+        `pipeline_spec.pipeline_id` (its newest version), else an inline
+        `pipeline_spec.workflow_manifest`; the experiment an EXPERIMENT reference (else the
+        default one). Answers KFP's v1 ApiRunDetail: {"run", "pipeline_runtime"}."""
+        body = v.json_object(body, "run")
+        name = v.name(v.text(body, "name", "run"), "Run")
+        references = _v1_references(body)
+        experiment = self._experiments.for_new_run(references.get("EXPERIMENT", ""))
+        spec = v.json_object(body.get("pipeline_spec"), "run.pipeline_spec")
+        parameters = _v1_parameters(spec)
+        source = self._v1_source(references.get("PIPELINE_VERSION", ""), spec)
+        runtime_config: dict[str, Any] = {}
+        if source.is_v1:
+            if parameters:  # KFP shows a v1 run's parameters as its runtime_config's
+                runtime_config = {"parameters": dict(parameters)}
+        else:  # a V2 pipeline takes its values from the runtime config (v2_template.go)
+            runtime_config = v.runtime_config(spec, "run.pipeline_spec")
+            v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
+        run = RunRequest(
+            name=name,
+            description=v.text(body, "description", "run"),
+            service_account=v.text(body, "service_account", "run"),
+            source=source,
+            runtime_config=runtime_config,
+            v1_parameters=parameters if source.is_v1 else None,
+        )
+        row = self._start(run, experiment, "", None)
+        return views.run_detail_v1(row, parameters if source.is_v1 else {})
+
+    def _v1_source(self, version_id: str, spec: dict[str, Any]) -> RunSource:
+        """What a v1beta1 run executes: a version, a pipeline's newest, or a workflow."""
+        pipeline_id = "" if version_id else v.text(spec, "pipeline_id", "run.pipeline_spec")
+        if version_id or pipeline_id:
+            version = self._referenced_version(pipeline_id, version_id, "run")
+            stored = ir_of(loads(version["pipeline_spec"]))
+            return RunSource(version["pipeline_id"], version["id"], None, stored)
+        manifest = v.text(spec, "workflow_manifest", "run.pipeline_spec")
+        if not manifest:
+            raise bad_request(
+                "run needs a pipeline: a PIPELINE_VERSION resource reference, "
+                "pipeline_spec.pipeline_id or pipeline_spec.workflow_manifest"
+            )
+        try:
+            document = parse_documents(manifest)
+        except ApiError as error:  # KFP: the template is made in CreateRun, an internal error
+            raise _fetch_failed("run", error.message) from None
+        return self.resolve_source({"pipeline_spec": document}, "run")
+
+    def _start(
+        self,
+        run: RunRequest,
+        experiment: dict[str, Any],
+        recurring_run_id: str,
+        scheduled_us: int | None,
+    ) -> dict[str, Any]:
+        """Store the run PENDING and hand it to the executor; its stored row."""
+        run_id = self._sources.new_id()
         now = self._sources.clock()
+        scheduled = scheduled_us or now
+        source = run.source
+        pipeline_spec, executed = source.pipeline_spec, source.ir
+        parameters = run.runtime_config.get("parameters", {})
+        if source.is_v1:
+            executed = _v1_workflow(source.ir, run.v1_parameters or {}, run_id, scheduled, now)
+            pipeline_spec = dumps(executed)  # what the run executes; a reference hides it
+            parameters = argo_workflows.values_of(executed)
         row = {
-            "id": self._sources.new_id(),
+            "id": run_id,
             "experiment_id": experiment["id"],
             "namespace": experiment["namespace"],
-            "display_name": name,
-            "description": v.text(body, "description", "run"),
+            "display_name": run.name,
+            "description": run.description,
             "storage_state": "AVAILABLE",
             "pipeline_id": source.pipeline_id,
             "pipeline_version_id": source.pipeline_version_id,
-            "pipeline_spec": source.pipeline_spec,
-            "runtime_config": dumps(runtime_config) if runtime_config else None,
-            "service_account": v.text(body, "service_account", "run") or DEFAULT_SERVICE_ACCOUNT,
+            "pipeline_spec": pipeline_spec,
+            "runtime_config": dumps(run.runtime_config) if run.runtime_config else None,
+            "service_account": run.service_account or DEFAULT_SERVICE_ACCOUNT,
             "created_at": now,
-            "scheduled_at": scheduled_us or now,
+            "scheduled_at": scheduled,
             "finished_at": 0,
             "state": "PENDING",
             "error": None,
@@ -127,8 +226,8 @@ class RunService:
             "recurring_run_id": recurring_run_id,
         }
         self._store.insert(row)
-        self._submit(row["id"], source.ir, runtime_config.get("parameters", {}))
-        return self._view(self._store.get(row["id"]) or row)
+        self._submit(row["id"], executed, parameters)
+        return self._store.get(row["id"]) or row
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """GET /runs/{id}."""
@@ -205,7 +304,10 @@ class RunService:
                     f"this run is {row['state']}",
                     ABORTED,
                 )
-            if row["pipeline_version_id"]:
+            stored = loads(row["pipeline_spec"]) if row["pipeline_spec"] else None
+            if argo_workflows.is_workflow(stored):
+                ir = stored  # a V1 run retries the workflow it ran, as KFP retries it
+            elif row["pipeline_version_id"]:
                 version = self._pipelines.stored_version(row["pipeline_version_id"])
                 if version is None:
                     raise ApiError(
@@ -218,7 +320,10 @@ class RunService:
             else:
                 ir = ir_of(loads(row["pipeline_spec"]))
             self._enter_state(run_id, "PENDING", error=None, finished_at=0, task_details=None)
-        parameters = (loads(row["runtime_config"]) or {}).get("parameters", {})
+        if argo_workflows.is_workflow(ir):
+            parameters = argo_workflows.values_of(ir)
+        else:
+            parameters = (loads(row["runtime_config"]) or {}).get("parameters", {})
         self._submit(run_id, ir, parameters, retry=True)
         return {}
 
@@ -268,6 +373,14 @@ class RunService:
             ir = ir_of(loads(version["pipeline_spec"]))
             return RunSource(version["pipeline_id"], version["id"], None, ir)
         if inline:
+            if argo_workflows.is_workflow(inline):
+                # KFP makes the template when it creates the run and wraps a refusal as an
+                # internal error (`resource/resource_manager.go` CreateRun)
+                try:
+                    argo_workflows.check_upload(inline)
+                except argo_workflows.WorkflowError as error:
+                    raise _fetch_failed(what, error.message) from None
+                return RunSource("", "", dumps(inline), inline)
             stored = normalize_spec(inline, f"{what}.pipeline_spec")
             return RunSource("", "", dumps(stored), ir_of(stored))
         raise bad_request(f"{what} needs a pipeline_version_reference or a pipeline_spec")
@@ -353,6 +466,64 @@ def _fetch_failed(what: str, reason: str) -> ApiError:
         f"Failed to create a {what.replace('_', ' ')} due to error fetching manifest: {reason}",
         INTERNAL,
     )
+
+
+def _v1_workflow(
+    workflow: dict[str, Any], values: dict[str, str], run_id: str, scheduled_us: int, now_us: int
+) -> dict[str, Any]:
+    """The workflow a V1 run executes, as KFP's RunWorkflow makes it: an unknown parameter
+    is a 400 (VerifyParameters), the values override the workflow's own, macros are
+    replaced; then a workflow that cannot run (no entrypoint, a parameter without a value)
+    is a 500 (CreateRun: `executionSpec.Validate(false, false)`, an internal error)."""
+    unknown = argo_workflows.unrecognized(workflow, values)
+    if unknown:
+        raise bad_request(
+            "Failed to create a run: Failed to generate the ExecutionSpec: Failed to verify "
+            f"parameters: Unrecognized input parameter: {unknown[0]}"
+        )
+    resolved = argo_workflows.with_values(
+        workflow,
+        values,
+        run_id=run_id,
+        scheduled_at=to_datetime(scheduled_us),
+        now=to_datetime(now_us),
+    )
+    try:
+        argo_workflows.check_runnable(resolved)
+    except argo_workflows.WorkflowError as error:
+        name = (resolved.get("metadata") or {}).get("name") or ""
+        raise ApiError(
+            500,
+            f"Failed to create a run: Failed to validate workflow for ({name}): {error.message}",
+            INTERNAL,
+        ) from None
+    return resolved
+
+
+def _v1_references(body: dict[str, Any]) -> dict[str, str]:
+    """{type: id} of a v1beta1 body's resource_references (EXPERIMENT, PIPELINE_VERSION)."""
+    references = body.get("resource_references") or []
+    if not isinstance(references, list):
+        raise bad_request("run.resource_references must be a list")
+    found: dict[str, str] = {}
+    for reference in references:
+        key = v.json_object(v.json_object(reference, "resource_reference").get("key"), "key")
+        kind = v.text(key, "type", "resource_reference.key")
+        found.setdefault(kind, v.text(key, "id", "resource_reference.key"))
+    return found
+
+
+def _v1_parameters(spec: dict[str, Any]) -> dict[str, str]:
+    """A v1beta1 pipeline_spec's parameters [{name, value}] as {name: value} (an absent
+    value is "", as KFP's modelToParametersMap reads it)."""
+    listed = spec.get("parameters") or []
+    if not isinstance(listed, list):
+        raise bad_request("run.pipeline_spec.parameters must be a list of {name, value}")
+    values: dict[str, str] = {}
+    for item in listed:
+        item = v.json_object(item, "run.pipeline_spec.parameters[]")
+        values[v.text(item, "name", "parameter")] = v.text(item, "value", "parameter")
+    return values
 
 
 def _progress(update: RunUpdate, now: int) -> RunChange:

@@ -25,6 +25,11 @@ def to_rfc3339(us: int | None) -> str:
     return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"  # %Y does not pad year 1 on Linux
 
 
+def to_datetime(us: int) -> datetime:
+    """The aware UTC datetime of a time in microseconds."""
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
 def from_datetime(value: datetime | None) -> int | None:
     """Microseconds of an aware (or UTC-naive) datetime."""
     if value is None:

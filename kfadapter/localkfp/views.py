@@ -175,3 +175,54 @@ def recurring_run_json(row: dict[str, Any]) -> dict[str, Any]:
     }
     _source_json(row, result)
     return result
+
+
+# KFP v1 states of a run (`model.RuntimeState.ToV1()`), as its v1beta1 API shows them.
+_V1_STATES = {
+    "PENDING": "Pending",
+    "RUNNING": "Running",
+    "SUCCEEDED": "Succeeded",
+    "SKIPPED": "Skipped",
+    "FAILED": "Failed",
+    "CANCELING": "Terminating",
+    "CANCELED": "Canceled",
+    "PAUSED": "Paused",
+}
+
+
+def run_detail_v1(row: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """A runs row as KFP's v1beta1 ApiRunDetail (`server/api_converter.go` toApiRunDetailV1):
+    the run, with its v1 parameters and resource references, and the workflow it runs."""
+    references = [
+        {
+            "key": {"type": "EXPERIMENT", "id": row["experiment_id"]},
+            "relationship": "OWNER",
+        }
+    ]
+    pipeline_spec: dict[str, Any] = {}
+    if row["pipeline_version_id"]:
+        references.append(
+            {
+                "key": {"type": "PIPELINE_VERSION", "id": row["pipeline_version_id"]},
+                "relationship": "CREATOR",
+            }
+        )
+        pipeline_spec["pipeline_id"] = row["pipeline_id"]
+    elif row["pipeline_spec"]:
+        pipeline_spec["workflow_manifest"] = row["pipeline_spec"]
+    if parameters:
+        pipeline_spec["parameters"] = [{"name": k, "value": v} for k, v in parameters.items()]
+    run = {
+        "id": row["id"],
+        "name": row["display_name"],
+        "storage_state": f"STORAGESTATE_{row['storage_state']}",
+        "description": row["description"],
+        "pipeline_spec": pipeline_spec,
+        "resource_references": references,
+        "service_account": row["service_account"],
+        "created_at": to_rfc3339(row["created_at"]),
+        "scheduled_at": to_rfc3339(row["scheduled_at"]),
+        "finished_at": to_rfc3339(row["finished_at"]),
+        "status": _V1_STATES.get(row["state"], row["state"]),
+    }
+    return {"run": run, "pipeline_runtime": {"workflow_manifest": row["pipeline_spec"] or ""}}

@@ -15,6 +15,10 @@ reports progress to the parent as JSON lines on the file descriptor N (see
 (see `attempts`). The executor starts it in its own session, so
 killing its process group also kills every component process. With ``--parent-pid`` it
 kills that group itself when the server dies without stopping it (see `watch_parent`).
+
+A KFP v1 run's SPEC.json is an Argo Workflow (its parameters' values resolved) and
+PARAMS.json its values as strings: `workflows` runs it, and reports its Argo nodes (`node`
+events) instead of tasks.
 """
 
 from __future__ import annotations
@@ -75,7 +79,13 @@ def run_pipeline(
     task_cache: Path | None = None,
 ) -> None:
     """Execute the pipeline and report every task and the run's end on `status`; a retry
-    carries forward what `previous_attempt` (a task results file) shows ended well."""
+    carries forward what `previous_attempt` (a task results file) shows ended well. An Argo
+    Workflow (a KFP v1 pipeline) runs in `workflows` instead."""
+    from kfadapter.localkfp import workflows
+
+    if workflows.is_workflow(spec):
+        _run_workflow(spec, parameters, run_directory, status, options, previous_attempt)
+        return
     from kfp import components, local
     from kfp.local import pipeline_orchestrator
     from kfp.local.cache import LocalCache
@@ -132,6 +142,37 @@ def run_pipeline(
         _run_finished(status, "FAILED", error)
         return
     _run_finished(status, "SUCCEEDED", None)
+
+
+def _run_workflow(
+    workflow: dict[str, Any],
+    parameters: dict[str, Any],
+    run_directory: Path,
+    status: StatusWriter,
+    options: TaskOptions,
+    previous_attempt: Path | None,
+) -> None:
+    """A KFP v1 run: its Argo Workflow executed by `workflows` (nodes reported as it goes;
+    a retry carries forward the pods that succeeded)."""
+    from kfadapter.localkfp import workflows
+    from kfadapter.localkfp.environments import TaskEnvironments
+
+    assert options.env_cache is not None and options.env_cache_size is not None
+    environments = TaskEnvironments(
+        options.env_cache, options.env_cache_size, image_packages=options.image_packages
+    )
+    state, error = workflows.run_workflow(
+        workflow,
+        parameters,
+        run_directory,
+        status,
+        environments,
+        options.max_parallel_tasks,
+        previous_attempt,
+    )
+    if error:
+        print(f"run failed: {error}", file=sys.stderr)
+    _run_finished(status, state, error)
 
 
 def _run_finished(status: StatusWriter, state: str, error: str | None) -> None:

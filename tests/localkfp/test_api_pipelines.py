@@ -317,7 +317,7 @@ def test_bad_uploads_store_nothing(held_server) -> None:
     cases = [
         (b"", "empty"),
         (b"hello: world\n", "unknown fields"),
-        (b"apiVersion: v1\nkind: Workflow\n", "not a KFP v2"),
+        (b"apiVersion: v1\nkind: Workflow\n", "neither a KFP v2 pipeline spec nor an Argo"),
         (b"{broken", "not valid YAML"),
         # 1 KB of anchors and aliases that would expand to 10^8 nodes (and as many bytes)
         (_ALIAS_BOMB, "anchors and aliases"),

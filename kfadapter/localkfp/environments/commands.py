@@ -92,6 +92,9 @@ _IGNORED_PIP_FLAGS = {
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _IF_BLOCK = re.compile(r"^[ \t]*if\b[^\n]*\n(?:(?![ \t]*fi\b).*\n)*?[ \t]*fi[ \t]*$", re.M)
 _RUN_REST = ["$0", "$@"]
+# kfp 1.8's wrapper (`kfp/components/_python_op.py`, packages_to_install):
+# (PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install ... || <the same> --user) && "$0" "$@"
+_KFP_V1_WRAPPER = re.compile(r'\((?P<install>[^()|&]+?) \|\| (?P<user>[^()|&]+?)\) && "\$0" "\$@"')
 
 
 def parse_task_command(command: Sequence[str]) -> TaskCommand:
@@ -99,9 +102,11 @@ def parse_task_command(command: Sequence[str]) -> TaskCommand:
 
     The wrapper is ``sh -c SCRIPT PROGRAM...`` where SCRIPT makes sure pip exists, runs
     ``python3 -m pip install ...`` commands joined by ``&&`` and ends with ``"$0" "$@"``
-    (kfp/dsl/component_factory.py, ``_get_packages_to_install_command``). Any other command is
-    returned unchanged with no install steps. Raises EnvironmentBuildError for a wrapper whose
-    pip commands use an option that cannot be honoured here.
+    (kfp/dsl/component_factory.py, ``_get_packages_to_install_command``); kfp 1.8's is
+    ``(pip install P || pip install P --user) && "$0" "$@"`` (``kfp/components/_python_op.py``).
+    Any other command is returned unchanged with no install steps. Raises
+    EnvironmentBuildError for a wrapper whose pip commands use an option that cannot be
+    honoured here.
     """
     command = list(command)
     if len(command) < 4 or os.path.basename(command[0]) not in ("sh", "bash") or command[1] != "-c":
@@ -116,6 +121,9 @@ def parse_task_command(command: Sequence[str]) -> TaskCommand:
 def _install_steps(script: str) -> tuple[InstallStep, ...] | None:
     """The pip installs of a wrapper script; None if it is not kfp's wrapper (remembered: every
     task of a component has the same script)."""
+    v1 = _KFP_V1_WRAPPER.fullmatch(script.strip())
+    if v1 is not None and v1["user"] == f"{v1['install']} --user":
+        script = f'{v1["install"]} && "$0" "$@"'  # kfp 1.8: retried with --user, same packages
     commands = _shell_commands(script)
     if not commands or commands[-1] != _RUN_REST:
         return None

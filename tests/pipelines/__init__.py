@@ -98,3 +98,27 @@ def compile_pipeline(name: str, directory: Path) -> Path:
     path = Path(directory) / f"{name}.yaml"
     compiler.Compiler().compile(PIPELINES[name], str(path))
     return path
+
+
+V1_DIRECTORY = Path(__file__).parent / "v1"
+"""KFP v1 pipelines (Argo Workflows) compiled with kfp 1.8.22, beside their kfp 1.8 sources
+(data: the test suite does not import them; each says how to regenerate its YAML)."""
+
+V1_PIPELINES = (
+    "add_subtract_multiply",
+    "artifact",
+    "condition",
+    "loop",
+    "missing_command",
+    "packages",
+    "sleeps",
+    "unsupported",
+)
+"""The v1 pipelines in V1_DIRECTORY, each `<name>.yaml` compiled from `<name>.py`."""
+
+
+def v1_workflow(name: str) -> dict:
+    """The Argo Workflow of the v1 pipeline `name` (tests/pipelines/v1/<name>.yaml)."""
+    import yaml
+
+    return yaml.safe_load((V1_DIRECTORY / f"{name}.yaml").read_text(encoding="utf-8"))
