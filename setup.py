@@ -8,7 +8,11 @@ setup(
     description="REST adapter between the O-RAN AI/ML training manager and Kubeflow Pipelines",
     packages=find_packages(include=["kfadapter", "kfadapter.*"]),
     include_package_data=True,
-    package_data={"kfadapter": ["samples/*.yaml", "static/*", "openapi/*"]},
+    package_data={
+        "kfadapter": ["samples/*.yaml", "static/*", "openapi/*"],
+        # the web UI's committed bundle (built from ui/ by `npm run build`)
+        "kfadapter.localkfp": ["ui/*.html", "ui/*.md", "ui/assets/*"],
+    },
     python_requires=">=3.11",
     install_requires=[
         "kfp==2.17.0",

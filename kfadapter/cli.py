@@ -194,7 +194,7 @@ def run_dev(args: argparse.Namespace) -> int:
             print(f"kfadapter dev: cannot listen on port {args.port}: {error}", file=sys.stderr)
             return EXIT_FAILURE
         sample = None if args.no_sample else register_sample(adapter.url)
-        print(dev_banner(adapter.url, kfp_server.url, sample), flush=True)
+        print(dev_banner(adapter.url, kfp_server.url, sample, kfp_server.ui_url), flush=True)
         _wait_for_stop_signal()
         print("kfadapter dev: stopping", flush=True)
     finally:
@@ -248,11 +248,14 @@ def register_sample(adapter_url: str) -> str | None:
     return SAMPLE_PIPELINE_NAME
 
 
-def dev_banner(adapter_url: str, kfp_url: str, sample: str | None) -> str:
+def dev_banner(
+    adapter_url: str, kfp_url: str, sample: str | None, ui_url: str | None = None
+) -> str:
     """What `kfadapter dev` prints once both servers answer."""
     lines = [
         f"kfadapter adapter:   {adapter_url}",
         f"embedded KFP server: {kfp_url}   (kfp.Client(host={kfp_url!r}))",
+        f"KFP web UI:          {ui_url or kfp_url + '/'}   (pipelines, runs, logs, metrics)",
         f"API docs:            {adapter_url}/docs",
         f"metrics:             {adapter_url}/metrics",
         "",

@@ -120,6 +120,41 @@ def test_local_kfp_subcommand_serves_the_kfp_api(tmp_path, clean_env):
         url = line.split("local KFP server:", 1)[1].strip()
         health = requests.get(f"{url}/apis/v2beta1/healthz", timeout=10)
         assert health.status_code == 200
+        ui_line = process.wait_for_line("web UI:")
+        assert ui_line.split("web UI:", 1)[1].strip() == f"{url}/"
+        page = requests.get(f"{url}/", timeout=10)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert process.terminate() == 0
+    finally:
+        process.kill()
+
+
+@pytest.mark.e2e
+def test_local_kfp_prints_the_ui_address_that_logs_in_with_its_token(tmp_path, clean_env):
+    process = Process(
+        [
+            *KFADAPTER,
+            "local-kfp",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "kfp"),
+            "--auth-token",
+            "t0k/en",
+        ],
+        env=clean_env,
+    )
+    try:
+        line = process.wait_for_line("web UI:")
+        address = line.split("web UI:", 1)[1].strip()
+        assert address.endswith("/?token=t0k%2Fen"), address
+        browser = requests.Session()  # as a browser: follows the redirect, keeps the cookie
+        page = browser.get(address, timeout=10)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert "token" not in page.url
+        base = address.split("?", 1)[0]
+        assert browser.get(f"{base}apis/v2beta1/runs", timeout=10).status_code == 200
+        assert requests.get(f"{base}apis/v2beta1/runs", timeout=10).status_code == 401
         assert process.terminate() == 0
     finally:
         process.kill()
@@ -167,6 +202,10 @@ def test_dev_serves_adapter_with_sample_pipeline(dev_process):
     process.wait_for_line("Ctrl-C stops both servers")
     text = "".join(process.output)
     assert f"curl {url}/pipelines" in text and f"{url}/docs" in text
+    ui_address = re.search(r"KFP web UI: +(\S+)", text)
+    assert ui_address is not None, text
+    page = requests.get(ui_address.group(1), timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     listed = requests.get(f"{url}/pipelines", timeout=30)
     assert listed.status_code == 200
     names = [pipeline["display_name"] for pipeline in listed.json()["pipelines"]]

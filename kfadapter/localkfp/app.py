@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request, send_file
@@ -14,6 +15,7 @@ from kfadapter.localkfp.apierrors import ApiError, UploadError, bad_request
 from kfadapter.localkfp.auth import AuthConfig, install_auth
 from kfadapter.localkfp.packages import MAX_PACKAGE_BYTES
 from kfadapter.localkfp.services import KfpServices
+from kfadapter.localkfp.ui import ui_blueprint
 from kfadapter.localkfp.validation import parse_json_body
 from kfadapter.localkfp.views import healthz as healthz_json
 
@@ -317,8 +319,11 @@ def api_blueprint(services: KfpServices, name: str) -> Blueprint:
     return bp
 
 
-def create_app(services: KfpServices, auth: AuthConfig | None = None) -> Flask:
-    """The Flask app of the embedded KFP server."""
+def create_app(
+    services: KfpServices, auth: AuthConfig | None = None, data_dir: Path | None = None
+) -> Flask:
+    """The Flask app of the embedded KFP server; with its data dir, the web UI and the local
+    extension routes too (ui.py)."""
     app = Flask("kfadapter.localkfp")
     app.config["MAX_CONTENT_LENGTH"] = MAX_PACKAGE_BYTES + 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -326,6 +331,9 @@ def create_app(services: KfpServices, auth: AuthConfig | None = None) -> Flask:
     install_auth(app, auth or AuthConfig())
     app.register_blueprint(api_blueprint(services, "kfp"))
     app.register_blueprint(api_blueprint(services, "kfp_ui_proxy"), url_prefix="/pipeline")
+    if data_dir is not None:
+        app.register_blueprint(ui_blueprint(services, data_dir, "ui"))
+        app.register_blueprint(ui_blueprint(services, data_dir, "ui_proxy"), url_prefix="/pipeline")
 
     @app.before_request
     def _gateway_methods() -> Response | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -49,6 +50,11 @@ def generated_name(prefix: str, run_id: str) -> str:
 def node_id(workflow: str, node_name: str) -> str:
     """Argo's id of a node: the workflow's name for its own node, else name-hash."""
     return workflow if node_name == workflow else f"{workflow}-{fnv32a(node_name)}"
+
+
+def task_detail_id(run_id: str, node_name: str) -> str:
+    """The `task_id` of a node's entry in the run's task details (fixed per run and node)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kfp-run:{run_id}/{node_name}"))
 
 
 def executor_pod_name(executor_node_id: str) -> str:

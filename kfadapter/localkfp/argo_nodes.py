@@ -47,7 +47,6 @@ This module builds the tree (`TaskRecord`, `task_details`) and re-exports the na
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +59,7 @@ from kfadapter.localkfp.argo_names import (
     executor_pod_names,
     fnv32a,
     node_id,
+    task_detail_id,
     task_node_name,
     workflow_name,
 )
@@ -146,7 +146,7 @@ def task_details(
         state = _NODE_STATE.get(node.state, node.state)
         detail: dict[str, Any] = {
             "run_id": run_id,
-            "task_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"kfp-run:{run_id}/{node.name}")),
+            "task_id": task_detail_id(run_id, node.name),
             "display_name": node.display_name,
             "create_time": created,
             "start_time": node.start,

@@ -6,7 +6,8 @@ Skipped kept as they were, and the failed ones dropped to run again
 `resource/resource_manager.go` RetryRun). Here the worker appends one JSON line per ended
 task to RUN_DIR/task_results.jsonl: its path in the DAG (the enclosing DAG task keys and its
 own, joined by ``.``, loop iterations included: ``for-loop-1.iteration-0.train``), its state,
-its times, its pod name and, for a component task, its output parameters and artifacts. On
+its times, its pod name and, for a component task, its output parameters and artifacts, the
+arguments it was called with and, when it failed, its error (read by run_outputs.py). On
 retry the executor keeps that file as previous_task_results.jsonl and hands it to the new
 worker (see `carry_forward`); the orchestrator decides what to skip.
 """
@@ -39,6 +40,8 @@ class TaskResult:
     end: str
     pod_name: str
     outputs: dict[str, Any] = field(default_factory=dict)  # see encode_outputs
+    inputs: dict[str, Any] = field(default_factory=dict)  # its arguments, as encode_outputs
+    error: str | None = None  # why it failed
 
 
 class TaskResults:

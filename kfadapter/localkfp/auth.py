@@ -7,7 +7,14 @@
   Wrong credentials show the form again with 401. Sessions live in memory; with a session
   lifetime (session_ttl seconds) an older session is no longer accepted: the call is
   treated as unauthenticated (the same redirect), as when a Kubeflow session expires.
-Every path is protected except the login form and healthz. healthz stays open on purpose:
+- the web UI under a token: a browser cannot send a bearer header when it navigates, so
+  a UI page (/, /pipeline/) also takes `?token=TOKEN`, and /login has a form for it
+  (Jupyter's way); either sets the HttpOnly, SameSite=Strict cookie
+  `local_kfp_ui_session-<port>` (a random session id, never the token) and redirects to the
+  page without the token; the API then accepts that cookie as well as the header. A page
+  without either redirects (302) to /login; a wrong token shows the form again with 401; an
+  API call without either is a 401 JSON answer, as before.
+Every path is protected except the login forms and healthz. healthz stays open on purpose:
 kfp.Client() calls it while it is being constructed (retrying 5 times, 5 s apart, on
 failure), so an unauthenticated client gets its 401/302 at once on its first real call
 instead of a 25 s time-out; it tells nothing about the pipelines. (A Kubeflow deployment
@@ -30,6 +37,12 @@ from kfadapter.localkfp.apierrors import ApiError
 
 SESSION_COOKIE = "authservice_session"
 LOGIN_PATH = "/dex/auth/local/login"
+UI_SESSION_COOKIE = "local_kfp_ui_session"
+"""The UI session cookie's name, followed by `-<port>`: cookies are per host, not per port,
+so two servers on one host (as Jupyter's) keep one each."""
+TOKEN_LOGIN_PATH = "/login"
+UI_PAGES = frozenset({"/", "/pipeline", "/pipeline/"})
+"""The paths a browser navigates to for the web UI (its pages are hash routes)."""
 OPEN_PATHS = (
     "/apis/v2beta1/healthz",
     "/pipeline/apis/v2beta1/healthz",
@@ -110,8 +123,26 @@ _FORM = """<!DOCTYPE html>
   <input id="login" name="login" type="text" autofocus required>
   <label for="password">Password</label>
   <input id="password" name="password" type="password" required>
+  <input id="hash" name="hash" type="hidden" value="{hash}">
   <button type="submit" id="submit-login">Login</button>
 </form>
+<script>if (location.hash) document.getElementById("hash").value = location.hash;</script>
+</body></html>
+"""
+
+_TOKEN_FORM = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Local KFP: log in with the token</title></head>
+<body>
+<h2>Log in to the local KFP server</h2>
+<p>Enter the token the server was started with (<code>--auth-token</code>).</p>
+{error}
+<form method="post" action="{action}">
+  <label for="token">Token</label>
+  <input id="token" name="token" type="password" autofocus required>
+  <input id="hash" name="hash" type="hidden" value="{hash}">
+  <button type="submit" id="submit-token">Log in</button>
+</form>
+<script>if (location.hash) document.getElementById("hash").value = location.hash;</script>
 </body></html>
 """
 
@@ -123,15 +154,53 @@ def _safe_back(back: str | None) -> str:
     parts = urlsplit(back)
     if parts.scheme or parts.netloc or not back.startswith("/") or back.startswith("//"):
         return "/"
+    if "\\" in back or not back.isprintable():  # browsers read /\host as //host
+        return "/"
     return back
 
 
-def _form(status: int, error: str = "") -> Response:
+def _safe_hash(fragment: str | None) -> str:
+    """The page's hash route (`#/runs/details/ID`) to return to, or '' if it is not one."""
+    if not fragment or not fragment.startswith("#") or len(fragment) > 2048:
+        return ""
+    return fragment if fragment.isprintable() and " " not in fragment else ""
+
+
+def _form(status: int, error: str = "", page: str = _FORM, path: str = LOGIN_PATH) -> Response:
     back = _safe_back(request.args.get("back"))
-    action = f"{LOGIN_PATH}?back={quote(back, safe='')}"
+    action = f"{path}?back={quote(back, safe='')}"
     message = f'<p class="error">{html.escape(error)}</p>' if error else ""
-    body = _FORM.format(error=message, action=html.escape(action))
-    return Response(body, status=status, mimetype="text/html")
+    fragment = html.escape(_safe_hash(request.form.get("hash")))  # kept when shown again
+    body = page.format(error=message, action=html.escape(action), hash=fragment)
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _token_form(status: int, error: str = "") -> Response:
+    return _form(status, error, _TOKEN_FORM, TOKEN_LOGIN_PATH)
+
+
+def ui_session_cookie() -> str:
+    """This server's UI session cookie name, for the port the browser reached it on."""
+    port = request.host.rpartition(":")[2] if ":" in request.host else ""
+    return f"{UI_SESSION_COOKIE}-{port}" if port.isdigit() else UI_SESSION_COOKIE
+
+
+def _ui_login(config: AuthConfig, back: str) -> Response:
+    """A browser that showed the right token: a UI session cookie, back to its page."""
+    response = redirect(back, code=303)
+    response.set_cookie(
+        ui_session_cookie(), config.new_session(), path="/", httponly=True, samesite="Strict"
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _valid_token(config: AuthConfig, token: str) -> bool:
+    return hmac.compare_digest(token.strip().encode(), (config.token or "").encode())
 
 
 def install_auth(app: Flask, config: AuthConfig) -> None:
@@ -149,11 +218,23 @@ def install_auth(app: Flask, config: AuthConfig) -> None:
             password = request.form.get("password", "")
             if not config.valid_credentials(login, password):
                 return _form(401, "Invalid Email Address and password.")
-            response = redirect(_safe_back(request.args.get("back")), code=303)
+            back = _safe_back(request.args.get("back")) + _safe_hash(request.form.get("hash"))
+            response = redirect(back, code=303)
             response.set_cookie(
                 SESSION_COOKIE, config.new_session(), path="/", httponly=True, samesite="Lax"
             )
             return response
+
+    if config.mode == "token":
+
+        @app.route(TOKEN_LOGIN_PATH, methods=["GET", "POST"])
+        def token_login() -> Response:
+            if request.method == "GET":
+                return _token_form(200)
+            if not _valid_token(config, request.form.get("token", "")):
+                return _token_form(401, "Invalid token.")
+            back = _safe_back(request.args.get("back")) + _safe_hash(request.form.get("hash"))
+            return _ui_login(config, back)
 
     @app.before_request
     def check_access() -> Response | None:
@@ -161,13 +242,21 @@ def install_auth(app: Flask, config: AuthConfig) -> None:
             return None
         if request.path == LOGIN_PATH and config.mode == "dex":
             return None
+        if request.path == TOKEN_LOGIN_PATH and config.mode == "token":
+            return None
         if config.mode == "token":
+            if request.path in UI_PAGES and "token" in request.args:
+                if not _valid_token(config, request.args.get("token", "")):
+                    return _token_form(401, "Invalid token.")
+                return _ui_login(config, request.path)
             header = request.headers.get("Authorization", "")
             scheme, _, value = header.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(
-                value.strip().encode(), (config.token or "").encode()
-            ):
+            if scheme.lower() == "bearer" and _valid_token(config, value):
                 return None
+            if config.valid_session(request.cookies.get(ui_session_cookie())):
+                return None
+            if request.path in UI_PAGES and request.method == "GET":
+                return redirect(f"{TOKEN_LOGIN_PATH}?back={quote(request.path, safe='')}", 302)
             error = ApiError(401, "Unauthenticated: a valid 'Authorization: Bearer' is required")
             response = jsonify(error.body())
             response.status_code = 401

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 from kfadapter.localkfp.app import create_app
 from kfadapter.localkfp.auth import AuthConfig
@@ -122,6 +123,14 @@ class LocalKfpServer:
             return f"http://{self.host}:{self.port}"
         return self._http.url
 
+    @property
+    def ui_url(self) -> str:
+        """Where a browser opens the web UI (the token in it under --auth-token: it logs in
+        and is dropped from the address, see auth.py)."""
+        return f"{self.url}/" + (
+            f"?token={quote(self.auth.token, safe='')}" if self.auth.token else ""
+        )
+
     def start(self) -> LocalKfpServer:
         """Lock the data dir, bind the port, then start the executor, scheduler and HTTP server.
 
@@ -137,7 +146,8 @@ class LocalKfpServer:
                 self.store, self._sources, local_extras=self.local_extras
             )
             try:
-                http = ServerThread(create_app(self.services, self.auth), self.host, self.port)
+                app = create_app(self.services, self.auth, self.data_dir)
+                http = ServerThread(app, self.host, self.port)
             except SystemExit:  # werkzeug exits when it cannot bind
                 raise OSError(f"cannot listen on {self.host}:{self.port}") from None
         except BaseException:
@@ -257,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"local KFP server: {server.url}", flush=True)
             print(f"  KFP API: {server.url}/apis/v2beta1/healthz", flush=True)
+            print(f"  web UI: {server.ui_url}", flush=True)
             print(f"  data dir: {Path(args.data_dir).resolve()}", flush=True)
             while not stopping.wait(0.5):
                 pass

@@ -59,3 +59,32 @@ def test_outputs_come_back_as_the_parameters_and_artifact_classes_they_were() ->
     assert (back["dataset"].uri, back["dataset"].metadata) == ("/tmp/out/data", {"rows": 3})
     assert [type(m) for m in back["models"]] == [dsl.Model, dsl.Model]
     assert [m.uri for m in back["models"]] == ["/tmp/out/m0", "/tmp/out/m1"]
+
+
+def test_a_result_keeps_its_inputs_and_error_and_older_lines_still_load(tmp_path: Path) -> None:
+    """Each result records the task's arguments and its error (the web UI reads them);
+    a line an earlier release wrote, without them, loads with none."""
+    file = tmp_path / attempts.TASK_RESULTS
+    model = dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={"k": 1})
+    TaskResults(file).record(
+        TaskResult(
+            "check",
+            "FAILED",
+            "2026-01-01T00:00:00+00:00",
+            "2026-01-01T00:00:01+00:00",
+            "check",
+            {},
+            attempts.encode_outputs({"epochs": 3, "model": model}),
+            "ValueError: no",
+        )
+    )
+    with file.open("a") as stream:
+        stream.write(
+            '{"path": "old", "state": "SUCCEEDED", "start": "s", "end": "e", "pod_name": "old",'
+            ' "outputs": {}}\n'
+        )
+    loaded = attempts.load(file)
+    assert loaded["check"].error == "ValueError: no"
+    assert attempts.decode_outputs(loaded["check"].inputs)["epochs"] == 3
+    assert attempts.decode_outputs(loaded["check"].inputs)["model"].metadata == {"k": 1}
+    assert (loaded["old"].inputs, loaded["old"].error) == ({}, None)

@@ -24,6 +24,7 @@ from kfp.local import (
 )
 from kfp.local.cache import LocalCache
 from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfadapter.localkfp.attempts import TaskResult
 from kfadapter.localkfp.environments import EnvironmentBuildError, PreparedCommand
@@ -42,6 +43,7 @@ from kfadapter.localkfp.orchestration.outcomes import (
 )
 
 _TAIL_LINES = 30
+_NUMBER_INTEGER = pipeline_spec_pb2.ParameterType.NUMBER_INTEGER
 
 
 class Environments(Protocol):
@@ -107,7 +109,9 @@ class ComponentTaskRunner:
                 display_name, name, scope.path, kind, previous=previous, cached=True
             )
             outcome = Outcome(SUCCEEDED, cached)
-            self._reporter.finished(task_id, display_name, kind, outcome)
+            self._reporter.finished(
+                task_id, display_name, kind, outcome, inputs=_declared(call) if call else None
+            )
             return outcome
         with self._slots:
             task_id, pod_name = self._reporter.started(
@@ -122,7 +126,8 @@ class ComponentTaskRunner:
                     outcome = self._attempts(call, log)
             if self._cache is not None and cache_key and outcome.state == SUCCEEDED:
                 self._cache.put(cache_key, outcome.outputs)
-            self._reporter.finished(task_id, display_name, kind, outcome)
+            inputs = _declared(call) if call is not None else None
+            self._reporter.finished(task_id, display_name, kind, outcome, inputs=inputs)
         return outcome
 
     def _cache_key(self, call: TaskCall) -> str | None:
@@ -230,6 +235,22 @@ class ComponentTaskRunner:
             executor_input=executor_input, component_spec=component
         )
         return Outcome(SUCCEEDED, outputs)
+
+
+def _declared(call: TaskCall) -> dict[str, Any]:
+    """The task's arguments as its component declares them, for its recorded result: a
+    whole float passed to an integer input as the integer the component receives."""
+    declared = call.component.input_definitions.parameters
+    arguments = dict(call.arguments)
+    for name, value in arguments.items():
+        if (
+            name in declared
+            and declared[name].parameter_type == _NUMBER_INTEGER
+            and isinstance(value, float)
+            and value.is_integer()
+        ):
+            arguments[name] = int(value)
+    return arguments
 
 
 def _is_exit_task(task: TaskSpec) -> bool:

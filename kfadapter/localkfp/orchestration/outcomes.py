@@ -135,7 +135,7 @@ class TaskReporter:
             kind=kind,
             time=previous.start,
         )
-        self._finish(task_id, kind, outcome, previous.end, previous.outputs)
+        self._finish(task_id, kind, outcome, previous.end, previous.outputs, previous.inputs)
         return outcome
 
     def finished(
@@ -145,9 +145,11 @@ class TaskReporter:
         kind: str,
         outcome: Outcome,
         previous: TaskResult | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> None:
         """Report a task's end; a failed container task's error becomes the run's if first.
-        A DAG that succeeded again, as before, keeps its previous end."""
+        A DAG that succeeded again, as before, keeps its previous end. `inputs`: a component
+        task's arguments, recorded with its result."""
         if outcome.state == FAILED and kind != "dag":
             with self._lock:
                 if self.first_failure is None:
@@ -160,10 +162,16 @@ class TaskReporter:
             if kind != "dag" and outcome.state == SUCCEEDED
             else {}
         )
-        self._finish(task_id, kind, outcome, end, encoded)
+        self._finish(task_id, kind, outcome, end, encoded, attempts.encode_outputs(inputs or {}))
 
     def _finish(
-        self, task_id: str, kind: str, outcome: Outcome, end: str, outputs: dict[str, Any]
+        self,
+        task_id: str,
+        kind: str,
+        outcome: Outcome,
+        end: str,
+        outputs: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
     ) -> None:
         """Emit task_finished and record the task's result."""
         self._status.emit(
@@ -176,7 +184,11 @@ class TaskReporter:
         with self._lock:
             path, start, pod_name = self._started.pop(task_id)
         if self._results is not None and outcome.state in (SUCCEEDED, FAILED, SKIPPED):
-            self._results.record(TaskResult(path, outcome.state, start, end, pod_name, outputs))
+            self._results.record(
+                TaskResult(
+                    path, outcome.state, start, end, pod_name, outputs, inputs or {}, outcome.error
+                )
+            )
 
 
 @dataclass(frozen=True)
