@@ -37,6 +37,7 @@ def create_app(
     app = Flask("kfadapter", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False
+    app.url_map.merge_slashes = False  # no HTML redirect for "//": a JSON 404 instead
     app.extensions[common.SERVICES_EXTENSION] = common.Services(
         settings=settings, kfconnect=kfconnect, tracker=tracker
     )

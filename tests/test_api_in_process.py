@@ -276,7 +276,12 @@ def test_uploads_of_a_known_name_get_the_next_free_version_number(
 
 @pytest.mark.parametrize(
     "request_line",
-    ["GET /nowhere", "GET /pipelineIds/", "HEAD /trainingjobs/j/nowhere"],
+    [
+        "GET /nowhere",
+        "GET /pipelineIds/",
+        "HEAD /trainingjobs/j/nowhere",
+        "GET /pipelines//versions",  # Werkzeug would redirect "//" with an HTML page
+    ],
 )
 def test_unknown_routes_are_json_404s(fast_client: FlaskClient, request_line: str) -> None:
     method, path = request_line.split(" ")

@@ -328,6 +328,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_PACKAGE_BYTES + 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # no HTML redirect for "//": a JSON 404 instead
     install_auth(app, auth or AuthConfig())
     app.register_blueprint(api_blueprint(services, "kfp"))
     app.register_blueprint(api_blueprint(services, "kfp_ui_proxy"), url_prefix="/pipeline")

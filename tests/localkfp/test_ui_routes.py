@@ -120,7 +120,7 @@ def test_the_page_and_its_assets_are_served_at_the_root_and_under_pipeline(app_f
     ],
 )
 def test_unknown_or_hostile_asset_paths_are_json_404s(app_for, path: str) -> None:
-    body = _json_error(app_for().get(path, follow_redirects=True), 404)  # (// merged: 308)
+    body = _json_error(app_for().get(path), 404)
     assert body["code"] == 5
 
 
@@ -128,6 +128,7 @@ def test_api_errors_stay_json(app_for) -> None:
     client = app_for()
     assert _json_error(client.get(f"{V2}/nothing-here"), 404)["code"] == 5
     assert _json_error(client.get(f"{V2}/runs/no-such-run"), 404)["code"] == 5
+    assert _json_error(client.get(f"{V2}/runs//nothing"), 404)["code"] == 5  # no HTML 308
     assert _json_error(client.get(f"{LOCAL}/runs/no-such-run/tasks"), 404)["code"] == 5
 
 
