@@ -319,7 +319,8 @@ class RunService:
                 ir = ir_of(loads(version["pipeline_spec"]))
             else:
                 ir = ir_of(loads(row["pipeline_spec"]))
-            self._enter_state(run_id, "PENDING", error=None, finished_at=0, task_details=None)
+            kept = dumps(_kept_by_retry(loads(row["task_details"]) or [])) or None
+            self._enter_state(run_id, "PENDING", error=None, finished_at=0, task_details=kept)
         if argo_workflows.is_workflow(ir):
             parameters = argo_workflows.values_of(ir)
         else:
@@ -457,6 +458,14 @@ class RunService:
             return {"state": state, **columns, "state_history": dumps(history)}
 
         self._store.change(run_id, enter)
+
+
+def _kept_by_retry(task_details: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The task details a retried run shows before its new attempt reports: the nodes that
+    succeeded or were skipped, which Argo keeps (GenerateRetryExecution,
+    `backend/src/common/util/workflow.go`); the others are run again."""
+    kept = [task for task in task_details if task.get("state") in ("SUCCEEDED", "SKIPPED")]
+    return kept or None
 
 
 def _fetch_failed(what: str, reason: str) -> ApiError:

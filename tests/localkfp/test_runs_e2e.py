@@ -167,6 +167,8 @@ def test_retry_carries_succeeded_tasks_forward(real_server, retry_pipelines, tmp
 
     marker.touch()
     client._run_api.run_service_retry_run(run_id=run_id)
+    retried = client.get_run(run_id)  # before the new attempt reports: Argo keeps these nodes
+    assert _executor_task(retried, "count-run").task_id == before.task_id
     run = _wait(client, run_id, FINAL)
     assert run.state == "SUCCEEDED"
     assert sorted(counter.read_text().split()) == ["a", "b", "first"]  # each ran once
