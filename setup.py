@@ -24,6 +24,8 @@ setup(
         "PyYAML>=6",
         "prometheus-client>=0.20",
         "swagger-ui-bundle>=1.1",
+        "psycopg[binary]>=3.2",
+        "psycopg-pool>=3.2",
     ],
     extras_require={
         "test": ["pytest", "requests-mock", "ruff", "jsonschema", "openapi-spec-validator"]

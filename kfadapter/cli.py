@@ -1,4 +1,4 @@
-"""The `kfadapter` command: `dev`, `serve` and `local-kfp`.
+"""The `kfadapter` command: `dev`, `serve`, `migrate-store` and `local-kfp`.
 
 Nothing heavy is imported at module level, so `kfadapter --help` answers at once.
 """
@@ -74,6 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, help="threads per worker")
     serve.add_argument("--check", action="store_true", help="validate the settings and exit")
 
+    migrate = commands.add_parser(
+        "migrate-store",
+        help="copy a SQLite tracking store into the PostgreSQL database the settings name",
+        description=(
+            "Copy every tracked run of a SQLite tracking store (pending notifications "
+            "included) into the PostgreSQL database named by KFADAPTER_DATABASE_URL, or "
+            "PS_USER, PS_PASSWORD, PS_IP, PS_PORT and KFADAPTER_DATABASE_NAME. Stop the "
+            "adapter that uses the SQLite store first. A target that already holds tracked "
+            "runs is refused unless --merge is given."
+        ),
+    )
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="the SQLite store: a data dir or its tracking.sqlite3 (default KFADAPTER_DATA_DIR)",
+    )
+    migrate.add_argument(
+        "--merge",
+        action="store_true",
+        help="copy into a non-empty target, keeping the runs it already has (safe to repeat)",
+    )
+
     commands.add_parser(
         "local-kfp",
         help="run only the embedded KFP server (see `kfadapter local-kfp --help`)",
@@ -100,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dev(args)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "migrate-store":
+        return run_migrate_store(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -158,6 +183,8 @@ def run_dev(args: argparse.Namespace) -> int:
         kfp_password=None,
         adapter_port=args.port,
         data_dir=data_dir / "adapter",
+        database_url=None,  # dev keeps its tracking store in SQLite under --data-dir
+        database_source="",
     )
     observability.configure_logging(settings)
     kfp_server = LocalKfpServer(
@@ -307,6 +334,9 @@ def run_serve(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
     settings = replace(settings, **overrides)
+    refused = prepare_database(settings)
+    if refused is not None:
+        return refused
     if args.check:
         print(f"kfadapter: settings are valid; would bind {settings.bind_address}")
         return EXIT_OK
@@ -314,6 +344,103 @@ def run_serve(args: argparse.Namespace) -> int:
 
     prepare_multiprocess_metrics(settings, os.environ)
     AdapterApplication(settings).run()
+    return EXIT_OK
+
+
+def prepare_database(settings: Any) -> int | None:
+    """With a PostgreSQL tracking store: check the credentials, create the database if
+    missing, migrate its schema, once before any worker starts. An exit code when it
+    refuses (2: a setting is wrong, naming it; 1: schema newer than this release), None to
+    go on. A server that cannot be reached now is only warned about: the adapter starts,
+    /readiness answers 503 and tracking retries until it answers."""
+    if not settings.database_url or not settings.tracking_enabled:
+        return None
+    from kfadapter.errors import TrackingUnavailable
+    from kfadapter.sqlitedb import StoreError
+    from kfadapter.tracking.pgstore import DatabaseRefused
+    from kfadapter.tracking.pgstore import prepare_database as prepare
+
+    what = f"the tracking database {settings.database_display}"
+    try:
+        prepare(settings.database_url, timeout=settings.database_timeout, what=what)
+    except DatabaseRefused as error:
+        print(f"kfadapter: invalid setting: {settings.database_source}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as error:
+        print(f"kfadapter: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except TrackingUnavailable as error:
+        print(
+            f"kfadapter: warning: {error.message}; starting anyway (/readiness answers 503 "
+            "until it answers)",
+            file=sys.stderr,
+        )
+    return None
+
+
+# ---------------------------------------------------------------- migrate-store
+
+
+def run_migrate_store(args: argparse.Namespace) -> int:
+    """`kfadapter migrate-store`: copy a SQLite tracking store into PostgreSQL."""
+    settings = _load_settings()
+    if settings is None:
+        return EXIT_USAGE
+    if not settings.database_url:
+        print(
+            "kfadapter: invalid setting: KFADAPTER_DATABASE_URL (or PS_USER, PS_PASSWORD, "
+            "PS_IP) must name the PostgreSQL database to copy into",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from kfadapter.tracking.store import SqliteTrackingStore
+
+    source = (args.source or settings.data_dir).expanduser()
+    source_file = source / SqliteTrackingStore.FILE_NAME if source.is_dir() else source
+    if not source_file.is_file():
+        print(f"kfadapter: no SQLite tracking store at {source_file}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = replace(settings, tracking_enabled=True)
+    refused = prepare_database(settings)
+    if refused is not None:
+        return refused
+    from kfadapter.errors import TrackingUnavailable
+    from kfadapter.sqlitedb import StoreError
+    from kfadapter.tracking.pgstore import PostgresTrackingStore
+
+    target = old = None
+    try:
+        old = SqliteTrackingStore(source_file)
+        target = PostgresTrackingStore(
+            settings.database_url,
+            timeout=max(settings.database_timeout, 60.0),  # one long transaction
+            max_connections=1,
+            display=f"the tracking database {settings.database_display}",
+        )
+        present = target.row_count()
+        if present and not args.merge:
+            print(
+                f"kfadapter: {settings.database_display} already holds {present} tracked runs: "
+                "nothing copied (give --merge to add the missing ones and keep those)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        runs = list(reversed(old.list()))  # oldest first, as they were added
+        copied = target.import_runs(runs)
+        counts = target.counts()
+    except (StoreError, TrackingUnavailable) as error:
+        print(f"kfadapter: migrate-store failed, nothing copied: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        for store in (old, target):
+            if store is not None:
+                store.close()
+    pending = sum(1 for run in runs if run.notification_status == "pending")
+    print(
+        f"kfadapter: copied {copied} of {len(runs)} tracked runs ({pending} pending "
+        f"notifications) from {source_file} to {settings.database_display}; the database "
+        f"now holds {', '.join(f'{n} {status}' for status, n in counts.items())}"
+    )
     return EXIT_OK
 
 

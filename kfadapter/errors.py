@@ -57,6 +57,12 @@ class KfpTimeout(AdapterError):
     status = HTTPStatus.GATEWAY_TIMEOUT
 
 
+class TrackingUnavailable(AdapterError):
+    """The tracking database cannot be reached or did not answer in time."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 def json_error(status: int, message: str, **details: Any):
     """A Flask response with the adapter's JSON error body."""
     response = jsonify({"status": status, "message": message, **details})

@@ -7,12 +7,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 DEFAULT_DATA_DIR = "~/.local/share/kfadapter"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The most gunicorn worker processes and threads per worker accepted.
 MAX_WORKERS = 64
 MAX_THREADS = 256
+DEFAULT_DATABASE_NAME = "kfadapter"
+# The framework's PostgreSQL settings (the TM reads the same), used when no URL is given.
+PS_VARIABLES = ("PS_USER", "PS_PASSWORD", "PS_IP", "PS_PORT", "KFADAPTER_DATABASE_NAME")
 
 
 class SettingsError(ValueError):
@@ -51,6 +55,21 @@ class Settings:
     threads: int = 4
     worker_timeout: int = 60
     graceful_timeout: int = 30
+    # The tracking store: PostgreSQL at this URL, or SQLite in data_dir when None.
+    database_url: str | None = field(default=None, repr=False)
+    # The variables database_url came from, for messages ("KFADAPTER_DATABASE_URL", ...).
+    database_source: str = ""
+    database_timeout: float = 5.0
+
+    @property
+    def tracking_backend(self) -> str:
+        """Where tracked runs are kept: "postgresql" when a database is set, else "sqlite"."""
+        return "postgresql" if self.database_url else "sqlite"
+
+    @property
+    def database_display(self) -> str:
+        """database_url with the password hidden, for logs and messages."""
+        return hide_password(self.database_url or "")
 
     @property
     def notify_url(self) -> str:
@@ -146,7 +165,75 @@ class Settings:
             graceful_timeout=reader.integer(
                 "KFADAPTER_GRACEFUL_TIMEOUT", cls.graceful_timeout, minimum=0
             ),
+            database_timeout=reader.number(
+                "KFADAPTER_DATABASE_TIMEOUT", cls.database_timeout, minimum=0.1
+            ),
+            **_database(reader),
         )
+
+
+def _database(reader: _Reader) -> dict[str, str | None]:
+    """database_url and database_source: KFADAPTER_DATABASE_URL, else the framework's
+    PS_USER, PS_PASSWORD, PS_IP, PS_PORT and KFADAPTER_DATABASE_NAME, else none (SQLite)."""
+    url = reader.text("KFADAPTER_DATABASE_URL", "")
+    if url:
+        check_database_url(url, "KFADAPTER_DATABASE_URL")
+        return {"database_url": url, "database_source": "KFADAPTER_DATABASE_URL"}
+    given = {name: reader.text(name, "") for name in ("PS_USER", "PS_PASSWORD", "PS_IP")}
+    if not any(given.values()):
+        return {"database_url": None, "database_source": ""}
+    for name, value in given.items():
+        if not value:
+            raise SettingsError(
+                f"{name} must be set when any of PS_USER, PS_PASSWORD, PS_IP is "
+                "(the framework's PostgreSQL settings; or set KFADAPTER_DATABASE_URL)"
+            )
+    port = reader.integer("PS_PORT", 5432, minimum=1, maximum=65535)
+    name = reader.text("KFADAPTER_DATABASE_NAME", DEFAULT_DATABASE_NAME)
+    host = given["PS_IP"]
+    if any(c in host for c in "/@?#[] "):
+        raise SettingsError(f"PS_IP must be a host name or an IP address, got {host!r}")
+    host = f"[{host}]" if ":" in host else host
+    url = (
+        f"postgresql://{quote(given['PS_USER'], safe='')}:{quote(given['PS_PASSWORD'], safe='')}"
+        f"@{host}:{port}/{quote(name, safe='')}"
+    )
+    return {"database_url": url, "database_source": "/".join(PS_VARIABLES)}
+
+
+def check_database_url(url: str, variable: str) -> None:
+    """SettingsError naming `variable` unless `url` is a postgresql:// URL with a host and
+    a database name (the password is never shown)."""
+    shown = hide_password(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise SettingsError(f"{variable} is not a valid URL ({error}): {shown!r}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(
+            f"{variable} must be a postgresql:// URL "
+            f"(postgresql://user:password@host:5432/kfadapter), got {shown!r}"
+        )
+    if not parts.hostname:
+        raise SettingsError(f"{variable} must name a host, got {shown!r}")
+    if port is not None and not 1 <= port <= 65535:
+        raise SettingsError(f"{variable} has a port out of 1..65535, got {shown!r}")
+    if not unquote(parts.path.lstrip("/")):
+        raise SettingsError(f"{variable} must name a database (.../kfadapter), got {shown!r}")
+
+
+def hide_password(url: str) -> str:
+    """A database URL with its password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
 
 
 class _Reader:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The system programs the full test suite starts besides Python packages:
-# a PostgreSQL server (tracking-store tests), Chromium (the web UI's browser tests) and
-# kubectl (renders the deploy/ manifests). Installs the missing ones with Debian's apt
+# a PostgreSQL server (tracking-store tests), Chromium (the web UI's browser tests), and
+# helm and kubectl (render the deploy/ manifests). Installs the missing ones with Debian's apt
 # (as root, or through sudo); prints what is missing and exits 1 when it cannot.
 set -euo pipefail
 
@@ -22,8 +22,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
     "${missing[@]}" > /dev/null
 fi
-# Debian bookworm has no kubectl package: it must come with the machine.
-if ! command -v kubectl > /dev/null; then
-  echo "kubectl is missing: install it to render deploy/ (kubectl kustomize)" >&2
-  exit 1
-fi
+# Debian bookworm packages neither helm nor kubectl: k8s-tools.sh brings them.
+"$(dirname "$0")/k8s-tools.sh"

@@ -4,7 +4,8 @@ End-to-end (marked `e2e`): real servers on free loopback ports. The embedded KFP
 (`local_kfp`) with a recording proxy in front (`kfp_proxy`), the adapter over HTTP
 (`adapter`, `tracked_adapter`), the test pipelines compiled and uploaded (`compiled`,
 `uploaded`), a receiver standing in for the TM (`tm`, `receiver`) and a tracking store
-in a temporary directory (`store`).
+in a temporary directory (`store`); a real PostgreSQL server for the session (`postgres`,
+tests/postgres_support.py) and a fresh database on it (`pg_url`).
 
 Fast tier: the adapter's app in process (`fake_kfp`, `fast_app`, `fast_client`), with an
 in-process KFP fake (tests/fake_kfp.py) behind the `KfpClient` protocol.
@@ -25,6 +26,7 @@ from kfadapter.tracking.store import SqliteTrackingStore
 from tests.adapter_support import Adapter, RecordingProxy, serve_adapter, tm_upload, unique
 from tests.fake_kfp import FakeKfp
 from tests.pipelines import compile_pipeline
+from tests.postgres_support import PostgresServer
 from tests.support import free_port
 from tests.tracking_support import TmReceiver
 
@@ -140,6 +142,20 @@ def store(tmp_path: Path) -> Iterator[SqliteTrackingStore]:
     tracking_store = SqliteTrackingStore.in_dir(tmp_path)
     yield tracking_store
     tracking_store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (initdb + pg_ctl in a temporary directory)."""
+    server = PostgresServer().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres.create_database()
 
 
 # ---------------------------------------------------------------------- fast tier

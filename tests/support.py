@@ -29,7 +29,15 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 KFADAPTER = [PYTHON, "-m", "kfadapter"]
-SETTING_PREFIXES = ("KFADAPTER_", "KFP_", "KUBEFLOW_", "KF_", "TRAININGMGR_", "PROMETHEUS_")
+SETTING_PREFIXES = (
+    "KFADAPTER_",
+    "KFP_",
+    "KUBEFLOW_",
+    "KF_",
+    "TRAININGMGR_",
+    "PROMETHEUS_",
+    "PS_",
+)
 
 
 def free_port() -> int:
@@ -71,7 +79,7 @@ def is_live(url: str) -> bool:
     """Whether the adapter at `url` answers GET /liveness with 200."""
     try:
         return requests.get(f"{url}/liveness", timeout=2).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not up, or too busy yet
         return False
 
 

@@ -304,3 +304,30 @@ def test_a_store_of_a_newer_release_stops_the_start_with_a_message(
     assert "Traceback" not in result.stderr
     with sqlite3.connect(newer) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+def test_serve_with_a_malformed_database_url_is_a_usage_error(monkeypatch, capsys, clean_env):
+    url = "postgresql://kf:secret@db:5432"
+    monkeypatch.setattr(os, "environ", {**clean_env, "KFADAPTER_DATABASE_URL": url})
+    assert main(["serve", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid setting: KFADAPTER_DATABASE_URL must name a database" in err
+    assert "secret" not in err
+
+
+def test_migrate_store_needs_a_postgresql_target(monkeypatch, capsys, clean_env):
+    monkeypatch.setattr(os, "environ", dict(clean_env))
+    assert main(["migrate-store"]) == 2
+    assert "must name the PostgreSQL database to copy into" in capsys.readouterr().err
+
+
+def test_serve_starts_while_the_database_cannot_be_reached_yet(monkeypatch, capsys, clean_env):
+    from tests.support import free_port
+
+    url = f"postgresql://kf:secret@127.0.0.1:{free_port()}/kfadapter"
+    monkeypatch.setattr(os, "environ", {**clean_env, "KFADAPTER_DATABASE_URL": url})
+    assert main(["serve", "--check"]) == 0
+    captured = capsys.readouterr()
+    assert "settings are valid" in captured.out
+    assert "warning: the tracking database postgresql://kf:***@127.0.0.1:" in captured.err
+    assert "starting anyway" in captured.err and "secret" not in captured.err

@@ -2,7 +2,8 @@
 
 `typing.Protocol` is structural, so nothing else checks that KfConnect and the fast
 tier's FakeKfp still match `KfpClient`, that the Tracker is the `RunTracker` the API
-uses, or that the executors are the `Executor` the run service uses. A method renamed
+uses, that both tracking stores are `TrackingStore`s and both leader locks
+`LeaderElection`s, or that the executors are the `Executor` the run service uses. A method renamed
 or re-parametrised on one side only fails here.
 """
 
@@ -17,7 +18,9 @@ from kfadapter.kfp import KfConnect, KfpClient
 from kfadapter.localkfp.execution import Executor
 from kfadapter.localkfp.executor import RunExecutor
 from kfadapter.observability import TrackerStats
-from kfadapter.tracking import RunStateSource, Tracker
+from kfadapter.tracking import RunStateSource, SqliteTrackingStore, Tracker, TrackingStore
+from kfadapter.tracking.leader import LeaderElection, LeaderLock, PostgresLeaderLock
+from kfadapter.tracking.pgstore import PostgresTrackingStore
 from tests.fake_kfp import FakeKfp
 from tests.localkfp.conftest import HeldExecutor
 
@@ -46,6 +49,10 @@ def _parameters(function: object) -> list[tuple[str, object, object]]:
         (TrackerStats, Tracker),
         (Executor, RunExecutor),
         (Executor, HeldExecutor),
+        (TrackingStore, SqliteTrackingStore),
+        (TrackingStore, PostgresTrackingStore),
+        (LeaderElection, LeaderLock),
+        (LeaderElection, PostgresLeaderLock),
     ],
 )
 def test_implementations_offer_every_method_of_their_protocol(protocol, implementation):

@@ -70,3 +70,54 @@ def test_tracking_retention_is_days_and_zero_keeps_forever():
 
 def test_an_empty_environment_gives_the_documented_defaults():
     assert Settings.from_env({}) == Settings()
+
+
+def test_sqlite_is_the_default_tracking_store():
+    settings = Settings.from_env({})
+    assert (settings.database_url, settings.tracking_backend) == (None, "sqlite")
+
+
+def test_the_database_url_selects_postgresql_and_its_password_is_never_shown():
+    url = "postgresql://kf:s3cret@db.example:5432/kfadapter"
+    settings = Settings.from_env({"KFADAPTER_DATABASE_URL": url, "PS_USER": "ignored"})
+    assert (settings.database_url, settings.tracking_backend) == (url, "postgresql")
+    assert settings.database_source == "KFADAPTER_DATABASE_URL"
+    assert settings.database_display == "postgresql://kf:***@db.example:5432/kfadapter"
+    assert "s3cret" not in repr(settings)
+
+
+def test_the_frameworks_ps_variables_build_the_url_with_the_database_name():
+    env = {
+        "PS_USER": "postgres",
+        "PS_PASSWORD": "p@ss/w:rd",
+        "PS_IP": "tm-db-postgresql.traininghost",
+        "PS_PORT": "5433",
+    }
+    settings = Settings.from_env(env)
+    assert settings.database_url == (
+        "postgresql://postgres:p%40ss%2Fw%3Ard@tm-db-postgresql.traininghost:5433/kfadapter"
+    )
+    named = Settings.from_env({**env, "KFADAPTER_DATABASE_NAME": "tracking"})
+    assert named.database_url.endswith(":5433/tracking")
+    assert "PS_PASSWORD" in named.database_source
+    assert Settings.from_env({**env, "PS_PORT": ""}).database_url.endswith(":5432/kfadapter")
+    assert Settings.from_env({"PS_PORT": "5432"}).database_url is None  # alone: no database
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"KFADAPTER_DATABASE_URL": "mysql://h/db"}, "KFADAPTER_DATABASE_URL must be a postgresql"),
+        ({"KFADAPTER_DATABASE_URL": "postgresql://u:p@h:x/db"}, "KFADAPTER_DATABASE_URL is not"),
+        ({"KFADAPTER_DATABASE_URL": "postgresql://u:p@h/"}, "KFADAPTER_DATABASE_URL must name a"),
+        ({"KFADAPTER_DATABASE_URL": "postgresql:///db"}, "KFADAPTER_DATABASE_URL must name a host"),
+        ({"PS_USER": "postgres", "PS_IP": "db"}, "PS_PASSWORD must be set"),
+        ({"PS_USER": "u", "PS_PASSWORD": "p", "PS_IP": "db", "PS_PORT": "x"}, "PS_PORT must be"),
+        ({"PS_USER": "u", "PS_PASSWORD": "p", "PS_IP": "a/b"}, "PS_IP must be a host name"),
+        ({"KFADAPTER_DATABASE_TIMEOUT": "0"}, "KFADAPTER_DATABASE_TIMEOUT must be >= 0.1"),
+    ],
+)
+def test_malformed_database_settings_name_the_variable_and_hide_the_password(env, fragment):
+    with pytest.raises(SettingsError, match=re.escape(fragment)) as raised:
+        Settings.from_env(env)
+    assert ":p@" not in str(raised.value)

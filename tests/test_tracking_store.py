@@ -1,4 +1,10 @@
-"""The tracking store: durability, transactions, schema version, crash safety."""
+"""The tracking store: durability, transactions, schema version, crash safety.
+
+The store-generic tests run against both stores (the `store` fixture below): SQLite, and
+PostgreSQL on a real server the tests start (tests/postgres_support.py; those cases are
+marked e2e). PostgreSQL-only behaviour (claims, migrations, time-outs) is in
+tests/test_tracking_pgstore.py.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from kfadapter.sqlitedb import StoreError
@@ -20,32 +28,73 @@ from kfadapter.tracking.model import (
     WAITING,
     AttemptResult,
     StateUpdate,
+    TrackingStore,
 )
 from kfadapter.tracking.store import MIGRATIONS, SCHEMA_VERSION, SqliteTrackingStore
 from tests.support import adapter_env
 from tests.tracking_support import finish_run
 
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.e2e)]
 
-def test_added_run_is_on_disk_when_add_returns(tmp_path: Path, store: SqliteTrackingStore):
+
+@pytest.fixture(params=BACKENDS)
+def open_store(request, tmp_path: Path) -> Iterator[Callable[[], TrackingStore]]:
+    """Opens a store on one database of the test's backend (each call a new connection,
+    as another worker or replica); every store opened is closed afterwards."""
+    opened: list[TrackingStore] = []
+    if request.param == "sqlite":
+
+        def new() -> TrackingStore:
+            return SqliteTrackingStore.in_dir(tmp_path)
+    else:
+        from kfadapter.tracking.pgstore import PostgresTrackingStore
+
+        url = request.getfixturevalue("pg_url")
+
+        def new() -> TrackingStore:
+            return PostgresTrackingStore(url, timeout=10.0)
+
+    def opener() -> TrackingStore:
+        opened.append(new())
+        return opened[-1]
+
+    yield opener
+    for each in opened:
+        each.close()
+
+
+@pytest.fixture
+def store(open_store: Callable[[], TrackingStore]) -> TrackingStore:
+    """A store of the test's backend (SQLite in tmp_path, or a fresh PostgreSQL database)."""
+    return open_store()
+
+
+def test_without_postgresql_binaries_the_tests_fail_naming_the_install_script(monkeypatch):
+    from tests import postgres_support
+
+    monkeypatch.setattr(postgres_support.glob, "glob", lambda pattern: [])
+    with pytest.raises(pytest.fail.Exception, match="scripts/system-packages.sh"):
+        postgres_support.server_bin_dir()
+
+
+def test_added_run_is_on_disk_when_add_returns(
+    store: TrackingStore, open_store: Callable[[], TrackingStore]
+):
     run = store.add("job-1", "run-1", {"run_name": "r1", "pipeline_name": "p"}, now=100.0)
     assert run.notification_status == WAITING
-    other = SqliteTrackingStore.in_dir(tmp_path)  # another connection, as another worker
-    try:
-        seen = other.get("run-1")
-    finally:
-        other.close()
+    seen = open_store().get("run-1")  # another connection, as another worker
     assert seen is not None
     assert (seen.trainingjob_id, seen.info["run_name"], seen.created_at) == ("job-1", "r1", 100.0)
 
 
-def test_adding_a_tracked_run_again_keeps_the_first(store: SqliteTrackingStore):
+def test_adding_a_tracked_run_again_keeps_the_first(store: TrackingStore):
     store.add("job-1", "run-1", {"run_name": "first"}, now=1.0)
     again = store.add("job-2", "run-1", {"run_name": "second"}, now=2.0)
     assert (again.trainingjob_id, again.info["run_name"]) == ("job-1", "first")
     assert len(store.list()) == 1
 
 
-def test_latest_run_of_a_job_and_listing(store: SqliteTrackingStore):
+def test_latest_run_of_a_job_and_listing(store: TrackingStore):
     store.add("job-1", "old", {}, now=1.0)
     store.add("job-1", "new", {}, now=2.0)
     store.add("job-2", "other", {}, now=3.0)
@@ -57,8 +106,10 @@ def test_latest_run_of_a_job_and_listing(store: SqliteTrackingStore):
     assert [run.run_id for run in store.open_runs()] == ["new", "other"]
 
 
-def test_file_is_wal_with_current_schema_version(tmp_path: Path, store: SqliteTrackingStore):
+def test_file_is_wal_with_current_schema_version(tmp_path: Path):
+    store = SqliteTrackingStore.in_dir(tmp_path)
     assert store.schema_version() == SCHEMA_VERSION >= 1
+    store.close()
     with sqlite3.connect(tmp_path / SqliteTrackingStore.FILE_NAME) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -84,7 +135,7 @@ def test_migration_hook_upgrades_an_older_file_keeping_its_rows(tmp_path: Path):
         assert raw.execute("SELECT run_id, priority FROM tracked_runs").fetchall() == [("run-1", 5)]
 
 
-def test_prune_deletes_only_finished_runs_not_updated_since(store: SqliteTrackingStore):
+def test_prune_deletes_only_finished_runs_not_updated_since(store: TrackingStore):
     for status in (WAITING, PENDING, DELIVERED, EXPIRED, UNTRACKED):
         store.add("job", f"old-{status}", {}, now=1.0)
         store.add("job", f"new-{status}", {}, now=1.0)
@@ -110,7 +161,7 @@ def test_prune_deletes_only_finished_runs_not_updated_since(store: SqliteTrackin
     ]
 
 
-def test_pages_walk_the_list_order_with_ties_and_a_status_filter(store: SqliteTrackingStore):
+def test_pages_walk_the_list_order_with_ties_and_a_status_filter(store: TrackingStore):
     for n in range(40):
         store.add(f"job-{n}", f"run-{n}", {}, now=float(n // 6))  # many equal created_at
         if n % 3 == 0:
@@ -167,21 +218,21 @@ def test_a_store_at_the_previous_version_gains_the_paging_and_pruning_indexes(tm
         current.close()
 
 
-def test_a_failing_transaction_changes_nothing(store: SqliteTrackingStore):
+def test_a_failing_transaction_changes_nothing(store: TrackingStore):
     store.add("job-1", "run-1", {}, now=1.0)
     store.add("job-2", "run-2", {}, now=1.0)
     updates = [
         StateUpdate("run-1", "SUCCEEDED", final=True, notification_id="n1"),
         StateUpdate("run-2", object()),  # cannot be bound: fails after run-1 was updated
     ]
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
         store.record_poll(updates, now=2.0)
     assert {run.notification_status for run in store.list()} == {WAITING}
     assert store.get("run-1").run_state is None
 
 
 def test_retrack_restores_a_final_run_to_a_due_notification_not_to_polling(
-    store: SqliteTrackingStore,
+    store: TrackingStore,
 ):
     store.add("job-1", "run-1", {}, now=1.0)
     assert store.untrack("run-1", now=2.0) and store.retrack("run-1", now=3.0)
@@ -202,7 +253,7 @@ def test_retrack_restores_a_final_run_to_a_due_notification_not_to_polling(
     assert [open_run.run_id for open_run in store.open_runs()] == ["run-1"]
 
 
-def test_poll_and_attempt_only_touch_runs_in_the_expected_status(store: SqliteTrackingStore):
+def test_poll_and_attempt_only_touch_runs_in_the_expected_status(store: TrackingStore):
     store.add("job-1", "run-1", {}, now=1.0)
     assert store.untrack("run-1", now=2.0)
     assert not store.untrack("run-1", now=2.0)
@@ -231,7 +282,7 @@ def test_poll_and_attempt_only_touch_runs_in_the_expected_status(store: SqliteTr
     }
 
 
-def test_to_dict_shows_the_notification_progress(store: SqliteTrackingStore):
+def test_to_dict_shows_the_notification_progress(store: TrackingStore):
     store.add("job-1", "run-1", {"run_name": "r", "run_id": "ignored"}, now=0.0)
     store.record_poll([StateUpdate("run-1", "FAILED", final=True, notification_id="n-1")], 10.0)
     store.record_attempt(AttemptResult("run-1", PENDING, 1, 12.5, 503, "HTTP 503: busy"), 11.0)

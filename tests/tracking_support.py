@@ -21,8 +21,8 @@ from kfadapter.tracking.model import (
     WAITING,
     AttemptResult,
     StateUpdate,
+    TrackingStore,
 )
-from kfadapter.tracking.store import SqliteTrackingStore
 from tests.support import free_port
 
 NOTIFY_PATH = "/trainingjob/pipelineNotification"
@@ -130,7 +130,7 @@ class FakeRunStates:
             return {run_id: self.states[run_id] for run_id in run_ids if run_id in self.states}
 
 
-def finish_run(store: SqliteTrackingStore, run_id: str, status: str, now: float) -> None:
+def finish_run(store: TrackingStore, run_id: str, status: str, now: float) -> None:
     """Take a WAITING run to notification `status` at time `now` as the watcher and the
     notifier would (WAITING: left as it is)."""
     if status == WAITING:

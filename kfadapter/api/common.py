@@ -54,6 +54,10 @@ class RunTracker(Protocol):
         """Figures for metrics: runs by notification status, leadership."""
         ...
 
+    def ping(self) -> str:
+        """What the tracking store is, after it answered; raises when it does not."""
+        ...
+
     def stop(self) -> None:
         """Stop background work and release the store."""
         ...

@@ -3,8 +3,11 @@
 - `Tracker` (tracker.py): the one object the app uses; the leader's background threads;
 - `Watcher` (watcher.py): one poll asks KFP for every open run's state;
 - `Notifier` (notifier.py): delivers outcomes to the TM with retries (`RetryPolicy`);
-- `TrackingStore` (model.py) and `SqliteTrackingStore` (store.py): the durable record;
-- `LeaderLock` (leader.py): one watcher per data dir; paging.py: /trainingjobs page tokens.
+- `TrackingStore` (model.py), `SqliteTrackingStore` (store.py) and
+  `PostgresTrackingStore` (pgstore.py, several replicas): the durable record;
+- `LeaderLock` and `PostgresLeaderLock` (leader.py): one watcher per store;
+- backends.py: the one place the settings choose the store and its leader lock;
+- paging.py: /trainingjobs page tokens.
 """
 
 from kfadapter.tracking.model import (

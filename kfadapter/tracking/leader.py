@@ -1,16 +1,43 @@
-"""Leader election per data dir: an exclusive flock on a lock file.
+"""Leader election: who runs the watcher and the notifier.
 
-The holder (one thread in one process) runs the watcher and notifier. The kernel drops an
-flock when the holder's file is closed, which includes the holder dying (SIGKILL too), so
-the lock can never be left stale; another process (or gunicorn worker) takes over at its
-next try. Two opens of the same file conflict even inside one process.
+- SQLite (one host): an exclusive flock on a lock file in the data dir (`LeaderLock`). The
+  kernel drops an flock when the holder's file is closed, which includes the holder dying
+  (SIGKILL too), so the lock can never be left stale; another process (or gunicorn worker)
+  takes over at its next try. Two opens of the same file conflict even inside one process.
+- PostgreSQL (any number of hosts): a session advisory lock held on a dedicated connection
+  (`PostgresLeaderLock`). The server drops it when that session ends: at once when the
+  holder's process dies (its kernel closes the socket), and after the TCP keepalive probes
+  fail when its host or network does. The holder checks its session at every poll and
+  steps down when it is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class LeaderElection(Protocol):
+    """A lock at most one tracker holds at a time."""
+
+    @property
+    def held(self) -> bool:
+        """Whether this object believes it holds the lock."""
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; True if held now. Never waits long."""
+
+    def check(self) -> bool:
+        """Whether the lock is still held (False after it was lost: then released)."""
+
+    def release(self) -> None:
+        """Give the lock up."""
 
 
 class LeaderLock:
@@ -52,6 +79,10 @@ class LeaderLock:
         self._fd = fd
         return True
 
+    def check(self) -> bool:
+        """Whether the lock is held: an flock is never lost while its file is open."""
+        return self.held
+
     def release(self) -> None:
         """Give the lock up (closing the file releases it)."""
         if self._fd is not None:
@@ -65,3 +96,83 @@ class LeaderLock:
         except FileNotFoundError:
             return None
         return int(text) if text.isdigit() else None
+
+
+class PostgresLeaderLock:
+    """A PostgreSQL session advisory lock on a connection of its own (not a pooled one).
+
+    `keepalive_idle` (seconds) is how long the server lets the holder's connection be
+    silent before it probes it (then every second, 2 probes), so a holder whose host or
+    network died loses the lock after about keepalive_idle + 2 s.
+    """
+
+    def __init__(self, url: str, *, timeout: float, keepalive_idle: int) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._keepalive_idle = max(1, keepalive_idle)
+        self._conn = None
+        self._held = False
+        self._failing = False  # log a failure to compete once, not at every try
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def _connect(self):
+        import psycopg
+
+        from kfadapter.tracking.pgstore import connection_options
+
+        options = connection_options(self._timeout, "kfadapter-leader")
+        options["options"] += (
+            f" -c tcp_keepalives_idle={self._keepalive_idle} -c tcp_keepalives_interval=1"
+            " -c tcp_keepalives_count=2"
+        )
+        options["keepalives_idle"] = self._keepalive_idle
+        options["keepalives_interval"] = 1
+        options["keepalives_count"] = 2
+        return psycopg.connect(self.url, autocommit=True, **options)
+
+    def try_acquire(self) -> bool:
+        if self._held:
+            return self.check()
+        import psycopg
+
+        from kfadapter.tracking.pgstore import LEADER_LOCK_KEY
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
+            self._held = bool(row.fetchone()[0])
+        except psycopg.Error as error:
+            if not self._failing:
+                log.warning("cannot compete for tracking leadership (will retry): %s", error)
+            self._failing = True
+            self._close()
+            return False
+        self._failing = False
+        return self._held
+
+    def check(self) -> bool:
+        if not self._held:
+            return False
+        import psycopg
+
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+        except psycopg.Error as error:
+            log.warning("tracking leadership lost (its database session ended): %s", error)
+            self._close()
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give the lock up: closing the session releases it."""
+        self._close()
+
+    def _close(self) -> None:
+        conn, self._conn, self._held = self._conn, None, False
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection: nothing to release
+                conn.close()

@@ -1,7 +1,7 @@
 """What run tracking's parts share: notification statuses, the records and the store interface.
 
-The tracker, watcher and notifier speak to a store only through `TrackingStore`; the
-SQLite one (store.py) is the implementation today.
+The tracker, watcher and notifier speak to a store only through `TrackingStore`: SQLite
+(store.py) for one replica, PostgreSQL (pgstore.py) for several on one database.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class AttemptResult:
 
 
 class TrackingStore(Protocol):
-    """What the tracker needs from a database; SQLite is the one implementation today."""
+    """What the tracker needs from a database (SQLite in store.py, PostgreSQL in pgstore.py)."""
 
     def add(self, trainingjob_id: str, run_id: str, info: dict[str, Any], now: float) -> TrackedRun:
         """Record a run to watch (committed on return); an already tracked run is kept as is."""
@@ -160,6 +160,10 @@ class TrackingStore(Protocol):
     def due_notifications(self, now: float, limit: int) -> list[TrackedRun]:
         """PENDING notifications whose next attempt time has come, oldest first."""
 
+    def claim_due(self, now: float, lease: float) -> TrackedRun | None:
+        """The oldest due PENDING notification, claimed for `lease` seconds so that no other
+        sender takes it meanwhile (record_attempt ends the claim); None if none is due."""
+
     def next_attempt_at(self) -> float | None:
         """The earliest next attempt time among PENDING notifications."""
 
@@ -168,6 +172,9 @@ class TrackingStore(Protocol):
 
     def counts(self) -> dict[str, int]:
         """Number of tracked runs per notification status (every status present)."""
+
+    def ping(self) -> None:
+        """Raise unless the database answers now (readiness)."""
 
     def close(self) -> None:
         """Release the database."""

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS_CODES = frozenset({429, 502, 503, 504})
 _NOTIFICATION_NAMESPACE = uuid.UUID("5d6f3c1e-8a4b-4f0e-9c1a-6b2d7e9f0a11")
 _MAX_ERROR_TEXT = 300
+# Seconds a claim outlives the POST's time-out (time to record the attempt).
+CLAIM_MARGIN = 5.0
 
 
 def notification_id(run_id: str, final_state: str) -> str:
@@ -96,7 +98,6 @@ class Notifier:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         session: requests.Session | None = None,
-        batch_size: int = 100,
     ) -> None:
         self._store = store
         self.url = url
@@ -106,7 +107,6 @@ class Notifier:
         self._clock = clock
         self._rng = rng or random.Random()
         self._session = session or requests.Session()
-        self._batch_size = batch_size
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -148,24 +148,32 @@ class Notifier:
         return AttemptResult(run.run_id, PENDING, attempts, next_at, outcome.code, outcome.error)
 
     def deliver_due(self, should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Send every notification whose time has come; the number of attempts made."""
+        """Send every notification whose time has come, one claimed at a time; the number
+        of attempts made.
+
+        Each is claimed in the store before it is sent, for the time-out plus a margin
+        (`claim_lease`): another replica's notifier skips it meanwhile, and if this process
+        dies before recording the attempt the claim lapses and it is sent again (same
+        notification_id: at least once).
+        """
         sent = 0
         while not should_stop():
-            due = self._store.due_notifications(self._clock(), self._batch_size)
-            if not due:
+            run = self._store.claim_due(self._clock(), self.claim_lease)
+            if run is None:
                 break
-            for run in due:
-                if should_stop():
-                    break
-                outcome = self.send(run)
-                now = self._clock()
-                result = self.outcome_to_result(run, outcome, now)
-                self._store.record_attempt(result, now)
-                sent += 1
-                _log_attempt(run, result)
-            if len(due) < self._batch_size:
-                break
+            outcome = self.send(run)
+            now = self._clock()
+            result = self.outcome_to_result(run, outcome, now)
+            self._store.record_attempt(result, now)
+            sent += 1
+            _log_attempt(run, result)
         return sent
+
+    @property
+    def claim_lease(self) -> float:
+        """How long a claimed notification is kept from other senders: one POST's time-out
+        and a margin for recording its outcome."""
+        return self._timeout + CLAIM_MARGIN
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -320,6 +320,16 @@ class SqliteTrackingStore:
             (PENDING, now, limit),
         )
 
+    def claim_due(self, now: float, lease: float) -> TrackedRun | None:
+        """The oldest due notification. One SQLite file has one leader (the data dir's
+        flock), so nothing else sends from it: no claim needs recording."""
+        return next(iter(self.due_notifications(now, 1)), None)
+
+    def ping(self) -> None:
+        """Raise unless the file can be read now (readiness)."""
+        with self._transaction(write=False) as db:
+            db.execute("SELECT 1 FROM tracked_runs LIMIT 1").fetchall()
+
     def next_attempt_at(self) -> float | None:
         with self._transaction(write=False) as db:
             row = db.execute(

@@ -1,8 +1,8 @@
 """Tracker: what the app calls to track runs, and the leader's watcher and notifier threads.
 
-Every gunicorn worker has one (they all write runs to the same store); only the worker
-holding the data dir's leader lock runs the watcher and notifier, so each outcome is sent
-by one process.
+Every gunicorn worker of every replica has one (they all write runs to the same store);
+only the one holding the leader lock (the data dir's flock with SQLite, an advisory lock
+with PostgreSQL) runs the watcher and notifier, so each outcome is sent by one process.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfadapter.errors import BadRequest
-from kfadapter.tracking import model
-from kfadapter.tracking.leader import LeaderLock
+from kfadapter.errors import BadRequest, TrackingUnavailable
+from kfadapter.tracking import backends, model
+from kfadapter.tracking.leader import LeaderElection
 from kfadapter.tracking.model import TrackingStore
 from kfadapter.tracking.notifier import Notifier, RetryPolicy
 from kfadapter.tracking.paging import decode_page_token, encode_page_token
-from kfadapter.tracking.store import SqliteTrackingStore
 from kfadapter.tracking.watcher import RunStateSource, Watcher
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ class Tracker:
         kfconnect: RunStateSource,
         *,
         store: TrackingStore | None = None,
+        leader: LeaderElection | None = None,
         retry_policy: RetryPolicy | None = None,
         not_found_confirmations: int = 3,
         leader_retry_interval: float | None = None,
@@ -51,13 +51,13 @@ class Tracker:
     ) -> None:
         self._settings = settings
         self._data_dir = Path(settings.data_dir)
-        self._store: TrackingStore = store or SqliteTrackingStore.in_dir(self._data_dir)
+        self._store: TrackingStore = store or backends.open_store(settings)
         self._clock = clock
         self._deadline = settings.notify_deadline
         self._retention = settings.tracking_retention_days * 86400.0
         self._pruned_at: float | None = None
         self._poll_interval = settings.poll_interval
-        self._leader_retry = leader_retry_interval or max(1.0, min(settings.poll_interval, 5.0))
+        self._leader_retry = leader_retry_interval or backends.leader_retry_interval(settings)
         policy = retry_policy or RetryPolicy(
             base=settings.notify_backoff_base,
             cap=settings.notify_backoff_cap,
@@ -74,7 +74,7 @@ class Tracker:
             clock=clock,
             rng=rng,
         )
-        self._lock = LeaderLock.in_dir(self._data_dir)
+        self._lock = leader or backends.open_leader_lock(settings)
         self._stopping = threading.Event()
         self._wake_notifier = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -165,6 +165,11 @@ class Tracker:
             "leader": self.is_leader,
         }
 
+    def ping(self) -> str:
+        """The tracking store's description, once it answered (readiness); raises if not."""
+        self._store.ping()
+        return f"the tracking store ({self._where()})"
+
     @property
     def is_leader(self) -> bool:
         """Whether this tracker runs the data dir's watcher and notifier."""
@@ -185,9 +190,7 @@ class Tracker:
         """Stop the threads, give up leadership and close the store."""
         self._stopping.set()
         self._wake_notifier.set()
-        if self._threads:
-            self._threads[0].join(timeout)  # the leader thread, which may add the notifier's
-        for thread in self._threads[1:]:
+        for thread in self._threads:  # the leader thread; it joins the notifier's
             thread.join(timeout)
         self._threads.clear()
         self._lock.release()
@@ -195,26 +198,44 @@ class Tracker:
         self._store.close()
 
     def _lead(self) -> None:
-        """Wait to become leader, then run the watcher here and the notifier in a thread."""
+        """Wait to become leader, then watch here and notify in a thread until stop(); after
+        leadership is lost (its database session ended), compete again."""
         while not self._stopping.is_set():
-            if self._lock.try_acquire():
-                break
-            self._stopping.wait(self._leader_retry)
-        else:
-            return
-        log.info("tracking leader for %s (watching and notifying)", self._data_dir)
+            if not self._lock.try_acquire():
+                self._stopping.wait(self._leader_retry)
+                continue
+            log.info("tracking leader (watching and notifying): %s", self._where())
+            self._lead_while_held()
+            if not self._stopping.is_set():
+                log.warning("no longer the tracking leader; competing again")
+
+    def _where(self) -> str:
+        """The shared store this tracker leads, for log lines."""
+        if self._settings.database_url:
+            return f"database {self._settings.database_display}"
+        return f"data dir {self._data_dir}"
+
+    def _lead_while_held(self) -> None:
+        """The watcher here and the notifier in a thread, until stop() or the lock is lost."""
+        ended = threading.Event()
         notifier = threading.Thread(
-            target=self._notify_loop, name="kfadapter-notifier", daemon=True
+            target=self._notify_loop, args=(ended,), name="kfadapter-notifier", daemon=True
         )
-        self._threads.append(notifier)
         notifier.start()
-        self._watch_loop()
+        try:
+            self._watch_loop()
+        finally:
+            ended.set()
+            self._wake_notifier.set()
+            notifier.join(self._settings.notify_timeout + 5.0)
 
     def _watch_loop(self) -> None:
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._lock.check():
             self._prune_when_due()
             try:
                 result = self.watcher.poll_once()
+            except TrackingUnavailable as error:  # the database is down: next poll
+                log.warning("tracking poll skipped: %s", error.message)
             except Exception:
                 log.exception("tracking poll failed")
             else:
@@ -230,15 +251,23 @@ class Tracker:
         self._pruned_at = now
         try:
             self.prune()
+        except TrackingUnavailable as error:
+            log.warning("pruning skipped: %s", error.message)
         except Exception:
             log.exception("pruning tracked runs failed")
 
-    def _notify_loop(self) -> None:
-        while not self._stopping.is_set():
+    def _notify_loop(self, ended: threading.Event) -> None:
+        def should_stop() -> bool:
+            return self._stopping.is_set() or ended.is_set()
+
+        while not should_stop():
             self._wake_notifier.clear()
             try:
-                self.notifier.deliver_due(self._stopping.is_set)
+                self.notifier.deliver_due(should_stop)
                 next_at = self._store.next_attempt_at()
+            except TrackingUnavailable as error:  # the database is down: nothing is lost
+                log.warning("notification pass skipped: %s", error.message)
+                next_at = None
             except Exception:
                 log.exception("notification pass failed")
                 next_at = None
