@@ -293,16 +293,35 @@ class PostgresTrackingStore:
         with self._migrate_lock, self._unavailable_as_503():
             if self._migrated:
                 return
-            with self._pool.connection() as db:
+            with self._connection() as db:
                 migrate(db, self._migrations, what=self._what)
             self._migrated = True
 
     @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; when the pool has none within the time-out (all busy, or
+        still in its reconnection back-off after an outage), one connection of its own,
+        so that a database that is back is used at once and not only after the back-off."""
+        try:
+            pooled = self._pool.getconn()
+        except psycopg_pool.PoolTimeout:
+            log.info("%s: no pooled connection, connecting directly", self._what)
+        else:
+            try:
+                yield pooled
+            finally:
+                self._pool.putconn(pooled)
+            return
+        options = connection_options(self.timeout)
+        with psycopg.connect(self.url, **options, autocommit=True) as db:
+            yield db
+
+    @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:
-        """One transaction on a pooled connection: committed when the block ends, rolled
-        back if it raises."""
+        """One transaction on a connection: committed when the block ends, rolled back if
+        it raises."""
         self._ensure_schema()
-        with self._unavailable_as_503(), self._pool.connection() as db, db.transaction():
+        with self._unavailable_as_503(), self._connection() as db, db.transaction():
             yield db
 
     def close(self) -> None:

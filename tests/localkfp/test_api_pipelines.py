@@ -373,7 +373,7 @@ def test_unknown_ids_routes_and_methods(held_server) -> None:
         f"{base}/pipelines/{unknown}/versions/{unknown}",
         f"{base}/pipelines/names/nothing-here",
         f"{base}/nothing",
-        f"{held_server.url}/",
+        f"{held_server.url}/apis/nothing",  # (/ itself is the web UI's page)
     ):
         assert _kfp_error(requests.get(url), 404)["code"] == 5
     _kfp_error(requests.delete(f"{base}/pipelines/{unknown}"), 404)
