@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from kfadapter.argo_workflows import is_workflow
 from kfadapter.localkfp import argo_names, attempts
 from kfadapter.localkfp import execution_protocol as protocol
 from kfadapter.localkfp.apierrors import ApiError
 from kfadapter.localkfp.argo_spec import ITERATION, component_name, dag_tasks
+from kfadapter.localkfp.workflows import nodes as workflow_nodes
 
 EXTENSION = "/apis/local/v1"
 """The prefix of the embedded server's own routes (no KFP route has it)."""
@@ -43,11 +45,12 @@ def run_directory(data_dir: Path, run_id: str) -> Path:
 def run_tasks(directory: Path, run_id: str) -> list[dict[str, Any]]:
     """The ended tasks of the run's current attempt, in the order they ended."""
     spec = _spec(directory)
+    results = attempts.load(directory / attempts.TASK_RESULTS).values()
+    if is_workflow(spec):
+        workflow = workflow_nodes.workflow_name(spec, run_id)
+        return [_workflow_node(result, workflow, run_id, directory) for result in results]
     workflow = argo_names.workflow_name(spec, run_id)
-    return [
-        _task(result, spec, workflow, run_id, directory)
-        for result in attempts.load(directory / attempts.TASK_RESULTS).values()
-    ]
+    return [_task(result, spec, workflow, run_id, directory) for result in results]
 
 
 def run_artifacts(directory: Path, run_id: str) -> list[dict[str, Any]]:
@@ -123,6 +126,32 @@ def _task(
         "task_id": argo_names.task_detail_id(run_id, node),
         "node_id": argo_names.node_id(workflow, node),
         "pod_name": pod_name,
+        "error": result.error,
+        "inputs": _io(result.inputs, directory, None),
+        "outputs": _io(result.outputs, directory, download),
+    }
+
+
+def _workflow_node(
+    result: attempts.TaskResult, workflow: str, run_id: str, directory: Path
+) -> dict[str, Any]:
+    """An ended Argo node of a V1 run (workflows/nodes.py records each by its node name):
+    `path` and `name` are its node name split at dots (`<workflow>.<task>`: path
+    [`<workflow>`], name `<task>`), its state as KFP's task details give it (None for
+    Omitted), `kind` container for a pod, else dag."""
+    node = result.path
+    *parent, name = node.split(".")
+    download = f"{EXTENSION[1:]}/runs/{run_id}/artifacts/{quote(node, safe='')}"
+    return {
+        "name": name,
+        "path": parent,
+        "kind": "container" if result.pod_name else "dag",
+        "state": workflow_nodes.kfp_state(result.state),
+        "start_time": _rfc3339(result.start),
+        "end_time": _rfc3339(result.end),
+        "task_id": argo_names.task_detail_id(run_id, node),
+        "node_id": argo_names.node_id(workflow, node),
+        "pod_name": result.pod_name or None,
         "error": result.error,
         "inputs": _io(result.inputs, directory, None),
         "outputs": _io(result.outputs, directory, download),

@@ -28,7 +28,7 @@ import requests
 from kfadapter.localkfp.server import LocalKfpServer
 from tests.localkfp import ui_pipelines
 from tests.localkfp.conftest import HeldExecutor, client_for
-from tests.pipelines import compile_pipeline
+from tests.pipelines import V1_DIRECTORY, compile_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ui]
 
@@ -358,6 +358,72 @@ def test_pipeline_details_show_the_graph_and_start_a_run(
     run_id = page.url.rsplit("/", 1)[-1]
     run = kfp_client.get_run(run_id)
     assert run.runtime_config.parameters == {"a": 6, "b": 4, "expected": 20}
+
+
+def test_a_v1_pipeline_shows_its_graph_and_parameters_and_its_form_starts_a_v1_run(
+    server, kfp_client, page, capsys
+) -> None:
+    """A KFP v1 pipeline (kfp 1.8's Argo Workflow, template type V1): its page draws the
+    entrypoint DAG's tasks and their dependencies (KFP's `frontend/src/lib/StaticGraphParser.ts`)
+    and lists `spec.arguments.parameters` as strings with their defaults. Its form starts a
+    v1beta1 run with `pipeline_spec.parameters` (`frontend/src/pages/NewRun.tsx`), since KFP
+    does not apply v2beta1 `runtime_config.parameters` to a V1 run (`server/api_converter.go`
+    `toModelRun`): the values reach the tasks, which the final task checks (the defaults would
+    pass it too, so its log is read). The run page colours the Argo nodes of `task_details`
+    (`WorkflowParser.ts` reads the same nodes from the workflow's status) and shows a task's
+    log by its pod name (`common/util/workflow.go` `RetrievePodName`); a failed run opens on
+    its failed task."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        pipeline = kfp_client.upload_pipeline(
+            str(V1_DIRECTORY / "add_subtract_multiply.yaml"), "ui-v1-sample"
+        )
+    link = _printed_link(capsys, "Pipeline details")
+    page.goto(link)
+    page.wait_for_selector(_testid("page-pipeline-details"))
+    for task in ("add", "subtract", "multiply", "check-equals"):
+        page.wait_for_selector(_node(task))
+    assert page.locator("[data-testid=graph-node]").count() == 4
+    assert page.locator(_testid("template-type")).inner_text() == "V1"
+    params = page.locator(_testid("pipeline-params"))
+    for name, default in (("a", "5.0"), ("b", "3.0"), ("expected", "16.0")):
+        row = params.locator(f"[data-param={name}]").inner_text()
+        assert "STRING" in row and default in row, row
+    _screenshot(page, "pipeline-details-v1")
+
+    def start(values: dict[str, str]) -> str:
+        page.goto(link)
+        form = page.locator(_testid("create-run-form"))
+        for name, value in values.items():
+            form.locator(f"[name={name}]").fill(value)
+        form.locator(_testid("create-run-submit")).click()
+        page.wait_for_url(re.compile(r".*#/runs/details/[^/?]+"))
+        page.wait_for_selector(_testid("page-run-details"))
+        return page.url.split("#/runs/details/", 1)[1].split("?", 1)[0]
+
+    run_id = start({"a": "7", "b": "2", "expected": "45"})
+    page.wait_for_selector(f"{_testid('run-state')}:has-text('SUCCEEDED')")
+    for task in ("add", "subtract", "multiply", "check-equals"):
+        page.wait_for_selector(_node(task, "SUCCEEDED"))
+    assert page.locator("[data-testid=graph-node]").count() == 4
+    run = kfp_client.get_run(run_id)
+    assert run.pipeline_version_reference.pipeline_id == pipeline.pipeline_id
+    assert run.runtime_config.parameters == {"a": "7", "b": "2", "expected": "45"}
+    page.click(_node("check-equals"))
+    panel = page.locator(_testid("task-panel"))
+    panel.locator(_testid("task-log")).filter(has_text="checked: 45.0 == 45.0").wait_for()
+    page.click(_node("multiply"))
+    page.locator(f"{_testid('task-panel')}[data-task=multiply]").wait_for()
+    assert "45.0" in panel.locator(_testid("task-outputs")).inner_text()  # (7+2)*(7-2)
+    _screenshot(page, "run-details-v1")
+
+    start({"a": "7", "b": "2", "expected": "44"})
+    page.wait_for_selector(f"{_testid('run-state')}:has-text('FAILED')")
+    page.wait_for_selector(_node("check-equals", "FAILED"))
+    failed = page.locator(f"{_testid('task-panel')}[data-task=check-equals]")
+    failed.locator(_testid("task-error")).filter(has_text="expected 44.0, got 45.0").wait_for()
+    failed.locator(_testid("task-log")).filter(has_text="ValueError").wait_for()
+    _screenshot(page, "run-details-v1-failed")
 
 
 def test_experiments_list_and_details(server, kfp_client, packages, page, capsys) -> None:

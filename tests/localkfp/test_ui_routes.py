@@ -418,3 +418,63 @@ def test_a_run_without_results_has_no_tasks_yet(app_for) -> None:
     run_id = _run(client)
     assert client.get(f"{LOCAL}/runs/{run_id}/tasks").get_json() == {"tasks": []}
     assert client.get(f"/pipeline{LOCAL}/runs/{run_id}/artifacts").get_json() == {"artifacts": []}
+
+
+def test_a_v1_runs_tasks_are_its_argo_nodes_with_their_pods_states_and_errors(
+    app_for, tmp_path: Path
+) -> None:
+    """A V1 run (an Argo Workflow) records each ended node by its Argo name
+    (workflows/nodes.py, as the engine ends them): the extension gives each with the id of
+    its task_details entry and node (`common/util/workflow.go` `NodeStatuses`), the pod the
+    v1alpha1 log route takes (`RetrievePodName`, POD_NAMES v2) and KFP's state of its phase
+    (`model.RuntimeState.ToV2`: Error is FAILED), a failed pod's message as its error."""
+    from kfadapter.localkfp.worker import StatusWriter
+    from kfadapter.localkfp.workflows import nodes
+    from tests.pipelines import v1_workflow
+
+    client = app_for()
+    run_id = _run(client)
+    run_directory = tmp_path / "runs" / run_id
+    run_directory.mkdir(parents=True, exist_ok=True)
+    spec = v1_workflow("add_subtract_multiply")
+    (run_directory / "spec.json").write_text(json.dumps(spec))
+    workflow = nodes.workflow_name(spec, run_id)
+    with (tmp_path / "events.jsonl").open("wb") as events:
+        results = attempts.TaskResults(run_directory / attempts.TASK_RESULTS)
+        tree = nodes.NodeTree(workflow, StatusWriter(events), results)
+        tree.start(workflow, nodes.DAG, spec["spec"]["entrypoint"], None)
+        tree.start(f"{workflow}.add", nodes.POD, "add", workflow)
+        tree.finish(
+            f"{workflow}.add", nodes.SUCCEEDED, outputs={"parameters": {"add-Output": "9.0"}}
+        )
+        tree.start(f"{workflow}.check-equals", nodes.POD, "check-equals", workflow)
+        tree.finish(f"{workflow}.check-equals", nodes.ERROR, "ValueError: expected 44.0, got 45.0")
+        tree.finish(workflow, nodes.FAILED, "task 'check-equals' failed")
+    tasks = client.get(f"{LOCAL}/runs/{run_id}/tasks").get_json()["tasks"]
+    by_name = {t["name"]: t for t in tasks}
+    assert [t["name"] for t in tasks] == ["add", "check-equals", workflow]
+    add, check = by_name["add"], by_name["check-equals"]
+    assert (add["path"], add["kind"], add["state"], add["error"]) == (
+        [workflow],
+        "container",
+        "SUCCEEDED",
+        None,
+    )
+    assert add["pod_name"] == nodes.pod_name(workflow, f"{workflow}.add", "add")
+    assert add["outputs"]["parameters"] == {"add-Output": "9.0"}
+    details = nodes.task_details(
+        run_id,
+        workflow,
+        [{"name": f"{workflow}.add", "display_name": "add", "phase": nodes.SUCCEEDED}],
+        created="2026-01-01T00:00:00Z",
+    )
+    assert add["task_id"] == details[0]["task_id"]
+    assert add["node_id"] == f"{workflow}-{nodes.fnv32a(f'{workflow}.add')}"
+    assert (check["state"], check["error"]) == ("FAILED", "ValueError: expected 44.0, got 45.0")
+    root = by_name[workflow]
+    assert (root["path"], root["kind"], root["pod_name"], root["node_id"]) == (
+        [],
+        "dag",
+        None,
+        workflow,
+    )

@@ -71,6 +71,7 @@ async function send(path, method, body) {
   return res;
 }
 
+export const V1 = 'apis/v1beta1';
 export const V2 = 'apis/v2beta1';
 export const LOCAL = 'apis/local/v1';
 

@@ -25,13 +25,23 @@ export function resolveNodes(details) {
     }
   }
   if (!workflow) return null;
+  return nameNodes(details, workflow);
+}
+
+/**
+ * The Argo node names of the task details of the workflow `workflow`, found from its own node
+ * down ({workflow, byName, id}); `roots` are further nodes that hang from no other (a V1
+ * run's exit handler, whose display name is its whole name).
+ */
+export function nameNodes(details, workflow, roots = []) {
   const id = (name) => (name === workflow ? workflow : `${workflow}-${fnv32a(name)}`);
   const childIds = new Set();
   for (const detail of details) for (const child of detail.child_tasks || []) childIds.add(child.pod_name);
   const displays = [...new Set(details.map((d) => d.display_name))];
   const names = new Map([[workflow, { name: workflow, display: workflow }]]); // id -> name
+  for (const root of roots) names.set(id(root), { name: root, display: root });
   const tried = new Set();
-  const queue = [workflow];
+  const queue = [workflow, ...roots];
   while (queue.length) {
     const name = queue.shift();
     const parts = name.split('.');
@@ -40,7 +50,8 @@ export function resolveNodes(details) {
       if (tried.has(prefix)) continue;
       tried.add(prefix);
       for (const display of displays) {
-        const childName = `${prefix}.${display}`;
+        // A steps template's groups are "<node>[i]" (Argo's steps.go), everything else "<node>.<name>".
+        const childName = display.startsWith('[') ? `${prefix}${display}` : `${prefix}.${display}`;
         const childId = id(childName);
         if (childIds.has(childId) && !names.has(childId)) {
           names.set(childId, { name: childName, display });

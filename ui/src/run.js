@@ -8,17 +8,26 @@ import { ApiErrorBox, duration, FINAL_STATES, formatTime, Loading, Page, show, S
 import { Graph } from './graph.js';
 import { href } from './route.js';
 import { componentOf, dagGraph, irOf, wiredInputs } from './spec.js';
+import { WorkflowRunGraph } from './runv1.js';
+import { workflowOf } from './workflow.js';
 
 const POLL_MS = 1500;
 const ACTIVE_RUN = new Set(['PENDING', 'RUNNING', 'CANCELING', 'PAUSED', 'RUNTIME_STATE_UNSPECIFIED']);
 
+/** The run's spec: {ir} (KFP v2) or {wf} (a V1 run's Argo Workflow), or null. */
 async function loadRunSpec(run) {
-  const inline = irOf(run.pipeline_spec);
+  const of = (stored) => {
+    const wf = workflowOf(stored);
+    if (wf) return { wf };
+    const ir = irOf(stored);
+    return ir ? { ir } : null;
+  };
+  const inline = of(run.pipeline_spec);
   if (inline) return inline;
   const ref = run.pipeline_version_reference;
   if (ref?.pipeline_id && ref?.pipeline_version_id) {
     const version = await api(`${V2}/pipelines/${enc(ref.pipeline_id)}/versions/${enc(ref.pipeline_version_id)}`);
-    return irOf(version.pipeline_spec);
+    return of(version.pipeline_spec);
   }
   return null;
 }
@@ -27,6 +36,7 @@ export function RunDetailsPage({ id, query }) {
   const [run, setRun] = useState(null);
   const [error, setError] = useState(null);
   const [ir, setIr] = useState(null);
+  const [wf, setWf] = useState(null); // a V1 run's workflow
   const [tasks, setTasks] = useState(null); // the extension's task list
   const [tasksError, setTasksError] = useState(null);
   const [actionError, setActionError] = useState(null);
@@ -54,7 +64,9 @@ export function RunDetailsPage({ id, query }) {
       if (!specTried.current) {
         specTried.current = true;
         try {
-          setIr((await loadRunSpec(next)) || false);
+          const spec = await loadRunSpec(next);
+          setWf(spec?.wf || null);
+          setIr(spec?.ir || false);
         } catch (e) {
           setIr(false);
           setError(e);
@@ -74,6 +86,7 @@ export function RunDetailsPage({ id, query }) {
   useEffect(() => {
     setRun(null);
     setIr(null);
+    setWf(null);
     specTried.current = false;
     setTasks(null);
     setScope([]);
@@ -155,6 +168,7 @@ export function RunDetailsPage({ id, query }) {
           ? html`<dt>Pipeline</dt><dd><a href=${href.pipeline(run.pipeline_version_reference.pipeline_id, run.pipeline_version_reference.pipeline_version_id)}>${run.pipeline_version_reference.pipeline_id}</a></dd>`
           : null}
         ${ir?.pipelineInfo?.name ? html`<dt>Pipeline spec</dt><dd><code>${ir.pipelineInfo.name}</code></dd>` : null}
+        ${ir || wf ? html`<dt>Template type</dt><dd><span class="badge" data-testid="template-type">${wf ? 'V1' : 'V2'}</span></dd>` : null}
         ${run.recurring_run_id ? html`<dt>Recurring run</dt><dd><a href=${href.recurringRun(run.recurring_run_id)}>${run.recurring_run_id}</a></dd>` : null}
       </dl>
       ${run.error?.message ? html`<div class="run-error" data-testid="run-error">${run.error.message}</div>` : null}
@@ -162,7 +176,9 @@ export function RunDetailsPage({ id, query }) {
       <${ParameterTable} values=${run.runtime_config?.parameters} />
       <h2>Graph</h2>
       <${Breadcrumbs} scope=${scope} setScope=${(s) => { setScope(s); setSelected(null); }} />
-      <div class="graph-area">
+      ${wf
+        ? html`<${WorkflowRunGraph} runId=${id} run=${run} wf=${wf} tasks=${tasks} tasksError=${tasksError} active=${active} />`
+        : html`<div class="graph-area">
         ${ir
           ? html`<${Graph} nodes=${graph.nodes} edges=${graph.edges} selected=${selected} onSelect=${select} showStates=${true} />`
           : ir === false
@@ -183,7 +199,7 @@ export function RunDetailsPage({ id, query }) {
               onEnter=${enter}
             />`
           : null}
-      </div>
+      </div>`}
       <h2>Metrics</h2>
       <${Metrics} artifacts=${artifacts} extError=${tasksError} />
       <h2>Artifacts</h2>
@@ -224,7 +240,7 @@ function matchTask(tasks, status, path, key) {
   );
 }
 
-function Breadcrumbs({ scope, setScope }) {
+export function Breadcrumbs({ scope, setScope }) {
   if (!scope.length) return null;
   return html`<nav class="breadcrumbs" data-testid="graph-breadcrumbs">
     <button class="link" onClick=${() => setScope([])}>pipeline</button>
@@ -292,7 +308,7 @@ function WiredInputs({ task, runParameters }) {
   return html`<table class="table compact"><tbody>${rows.map((r) => html`<tr><td><code>${r.name}</code></td><td>${r.source}</td></tr>`)}</tbody></table>`;
 }
 
-function IoTable({ io }) {
+export function IoTable({ io }) {
   const params = Object.entries(io.parameters || {});
   const arts = io.artifacts || [];
   if (!params.length && !arts.length) return html`<p class="muted">None.</p>`;
@@ -311,7 +327,7 @@ function ArtifactRef({ artifact }) {
     : html`<span class="muted">${label}${artifact.uri ? ` (${artifact.uri})` : ''}</span>`;
 }
 
-function TaskLog({ runId, podName, follow, cached }) {
+export function TaskLog({ runId, podName, follow, cached }) {
   const [text, setText] = useState(null);
   const [error, setError] = useState(null);
   const box = useRef(null);

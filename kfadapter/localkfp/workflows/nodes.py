@@ -58,6 +58,12 @@ _V2_STATE = {
 }
 
 
+def kfp_state(phase: str) -> str | None:
+    """An Argo phase as KFP's task details give it (`model.RuntimeState.ToV2`); None for
+    Omitted, which has no v2 state."""
+    return _V2_STATE.get(phase)
+
+
 def workflow_name(workflow: Mapping[str, Any], run_id: str) -> str:
     """The name Kubernetes gives the run's workflow: `metadata.generateName` and 5
     characters (KFP's `GetExecutionSpec` keeps a workflow's name as its generateName)."""
@@ -189,8 +195,9 @@ class NodeTree:
     def _record(self, node: Node, outputs: dict[str, Any]) -> None:
         if self._results is not None and node.end is not None:
             pod = pod_name(self.workflow, node.name, node.template) if node.type == POD else ""
+            error = (node.message or None) if node.phase in (FAILED, ERROR) else None
             self._results.record(
-                TaskResult(node.name, node.phase, node.start, node.end, pod, outputs)
+                TaskResult(node.name, node.phase, node.start, node.end, pod, outputs, error=error)
             )
 
     def add_child(self, parent: str, child: str) -> None:
