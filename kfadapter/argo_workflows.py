@@ -23,6 +23,9 @@ string to Argo). No I/O here: the embedded server and the adapter both use it.
   `VerifyParameters` (an unknown name is a 400), `OverrideParameters`, then the
   `[[RunUUID]]`, `[[ScheduledTime]]`, `[[CurrentTime]]` macros
   (`common/util/parameter_formatter.go`).
+- `fnv32a`, `node_id` and `pod_name` are the names Argo gives a run's nodes and pods
+  (POD_NAMES v2): a node's id is `<workflow>-<FNV-1a 32 of its name>`, its pod
+  `<workflow>-<template>-<same number>` (KFP's `common/util/workflow.go` RetrievePodName).
 """
 
 from __future__ import annotations
@@ -139,6 +142,29 @@ def is_workflow(document: Any) -> bool:
 def template_type(spec: Any) -> str:
     """ "V1" for an Argo Workflow, "V2" for anything else (a KFP v2 pipeline spec)."""
     return "V1" if is_workflow(spec) else "V2"
+
+
+def fnv32a(text: str) -> int:
+    """FNV-1a (32 bit) of the UTF-8 text: Argo's hash of node names."""
+    value = 0x811C9DC5
+    for byte in text.encode("utf-8"):
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
+
+
+def node_id(workflow: str, node_name: str) -> str:
+    """Argo's id of a node: the workflow's name for its own node, else `<workflow>-<hash>`."""
+    return workflow if node_name == workflow else f"{workflow}-{fnv32a(node_name)}"
+
+
+def pod_name(workflow: str, node_name: str, template: str) -> str:
+    """The pod of a node that runs `template` (KFP's `common/util/workflow.go`
+    RetrievePodName, Argo's POD_NAMES v2): `<workflow>-<template>-<hash of the node name>`;
+    the workflow's own node's pod is the workflow, an inline template's `<workflow>-<hash>`."""
+    if node_name == workflow:
+        return workflow
+    prefix = workflow if ".inline" in node_name else f"{workflow}-{template}"
+    return f"{prefix}-{fnv32a(node_name)}"
 
 
 def check_upload(document: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from kfadapter.argo_workflows import is_workflow
 from kfadapter.errors import BadRequest, Conflict, NotFound
 from kfadapter.kfp import NewRun, PageRequest
 from kfadapter.kfp.flatten import (
@@ -26,6 +27,7 @@ from kfadapter.kfp.flatten import (
     flatten_recurring_run,
     flatten_run,
     flatten_version,
+    v1_version,
 )
 
 STAMP = "2026-01-01T00:00:00Z"
@@ -199,9 +201,20 @@ class FakeKfp:
         ]
         return {"runs": runs[: page_size or 100], "next_page_token": ""}
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str, *, v1_pods: bool = False) -> dict[str, Any]:
+        """As KfConnect: with `v1_pods`, a V1 run's workflow is its version's spec."""
         self._record("get_run")
-        return flatten_run(self._run(run_id))
+        run = self._run(run_id)
+        version = v1_version(run) if v1_pods else None
+        if version is None:
+            return flatten_run(run)
+        self._record("get_pipeline_version")
+        pipeline_id, version_id = version
+        versions = self.versions.get(pipeline_id, [])
+        spec = next(
+            (v["pipeline_spec"] for v in versions if v["pipeline_version_id"] == version_id), None
+        )
+        return flatten_run(run, spec if is_workflow(spec) else None)
 
     def create_run(self, run: NewRun) -> dict[str, Any]:
         """A V2 run from its v2beta1 body; a V1 run from its v1beta1 body, shown back as

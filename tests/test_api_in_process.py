@@ -10,6 +10,8 @@ KFP server are in the end-to-end modules (test_api_*.py).
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from kfadapter.errors import KfpError, KfpTimeout, KfpUnavailable
 from kfadapter.settings import Settings
 from kfadapter.tracking import Tracker
 from tests.fake_kfp import FakeKfp
+from tests.pipelines import V1_DIRECTORY
 
 JSON = "application/json"
 PIPELINE_YAML = b"pipelineInfo:\n  name: p\nroot:\n  dag:\n    tasks: {}\n"
@@ -524,3 +527,39 @@ def test_a_v1_workflow_kfp_would_refuse_is_a_400_before_kfp_is_called(
     answer = fast_client.post("/pipelineIds/dup", data={"file": (io.BytesIO(package), "file")})
     assert "spec.templates[1].name 'a' is not unique" in error_of(answer, 400)["message"]
     assert fake_kfp.writes() == []
+
+
+def test_logs_of_a_v1_run_read_its_version_once_and_each_task_s_pod(
+    fast_client: FlaskClient, fake_kfp: FakeKfp
+) -> None:
+    """A V1 run's pods are named after their templates, which only the workflow (its
+    version's pipeline_spec) holds: /runs/<id>/logs reads the version once, then each
+    task's pod (`<workflow>-<template>-<hash>`, backend/src/common/util/workflow.go
+    RetrievePodName); GET /runs/<id> does not read it. Task details: a recorded run of
+    tests/pipelines/v1/add_subtract_multiply.yaml (tests/data/v1_task_details.json)."""
+    package = (V1_DIRECTORY / "add_subtract_multiply.yaml").read_bytes()
+    answer = fast_client.post("/pipelineIds/asm-v1", data={"file": (io.BytesIO(package), "file")})
+    assert answer.status_code == 200, answer.json
+    started = fast_client.post(
+        "/trainingjobs/job-1/execution", json={**TM_BODY, "pipeline_name": "asm-v1"}
+    )
+    assert started.status_code == 200, started.json
+    recorded = json.loads((Path(__file__).parent / "data" / "v1_task_details.json").read_text())
+    run_id = started.json["run_id"]
+    details = recorded["add_subtract_multiply"]["task_details"]
+    fake_kfp.runs[run_id] |= {"state": "SUCCEEDED", "run_details": {"task_details": details}}
+    fake_kfp.calls.clear()
+    assert fast_client.get(f"/runs/{run_id}").status_code == 200
+    assert fake_kfp.calls == ["get_run"]
+    fake_kfp.calls.clear()
+    tasks = fast_client.get(f"/runs/{run_id}/logs").json["tasks"]
+    assert fake_kfp.calls == ["get_run", "get_pipeline_version"] + ["task_log"] * 4
+    wf = "add-subtract-multiply-v1-z9pbj"
+    errors = {task["name"]: task["error"] for task in tasks}
+    for name, digits in {
+        "add": 4043146587,
+        "subtract": 4240564804,
+        "multiply": 1902980712,
+        "check-equals": 3491207706,
+    }.items():
+        assert f"'{wf}-{name}-{digits}'" in errors[name]  # the fake has no log: it names the pod

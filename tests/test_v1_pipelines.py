@@ -12,6 +12,7 @@ that does apply pipeline_spec.parameters (server/run_server.go, CreateRunV1).
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import yaml
 
 from kfadapter.settings import Settings
 from kfadapter.tracking.notifier import notification_id
-from tests.adapter_support import Adapter, serve_adapter, tm_upload, unique
+from tests.adapter_support import Adapter, serve_adapter, tm_upload, unique, wait_for_state
 from tests.pipelines import V1_DIRECTORY, v1_workflow
 from tests.support import wait_until
 
@@ -190,3 +191,82 @@ def test_a_required_v1_parameter_without_an_argument_is_a_400_naming_it(
     assert answer.status_code == 400
     assert answer.json()["missing_parameters"] == ["expected"]
     assert "missing required parameters: expected" in answer.json()["message"]
+
+
+def _printing(workflow: dict[str, Any]) -> dict[str, Any]:
+    """The kfp 1.8 workflow with each lightweight component first printing its name and
+    arguments (`sh -ec <program> <python source>`: the source is the command's last item)."""
+    changed = copy.deepcopy(workflow)
+    for template in changed["spec"]["templates"]:
+        if "container" in template:
+            command = template["container"]["command"]
+            command[-1] = (
+                f"import sys\nprint('component {template['name']} got', sys.argv[1:])\n"
+                + command[-1]
+            )
+    return changed
+
+
+def test_logs_of_a_v1_run_read_each_task_s_pod(v1_adapter, tmp_path: Path) -> None:
+    """A V1 task's pod is `<workflow>-<template>-<FNV-1a of its node name>` (KFP's
+    backend/src/common/util/workflow.go RetrievePodName, Argo POD_NAMES v2); task details
+    carry no template (server/api_converter.go toApiPipelineTaskDetail), so the adapter
+    reads the run's version, whose pipeline_spec is the workflow (toApiPipelineVersion):
+    one more KFP call for the logs, none per task and none for GET /runs/<id>. Each of the
+    4 tasks gets its own component's log, with the values the run was given."""
+    path = tmp_path / "printing.yaml"
+    path.write_text(yaml.safe_dump(_printing(v1_workflow("add_subtract_multiply"))))
+    name = unique("asm-v1-logs")
+    assert tm_upload(v1_adapter, name, path).status_code == 200
+    started = _execute(v1_adapter, unique("v1-logs"), name, a="7", b="2", expected="45").json()
+    run_id = started["run_id"]
+    assert wait_for_state(v1_adapter, run_id, timeout=RUN_TIMEOUT)["state"] == "SUCCEEDED"
+    answer = v1_adapter.get(f"/runs/{run_id}/logs")
+    assert answer.status_code == 200, answer.text
+    logs = {task["name"]: task for task in answer.json()["tasks"]}
+    assert set(logs) == {"add", "subtract", "multiply", "check-equals"}
+    for task, got in {
+        "add": "['--a', '7', '--b', '2'",
+        "subtract": "['--a', '7', '--b', '2'",
+        "multiply": "['--a', '9.0', '--b', '5.0'",
+        "check-equals": "['--value', '45.0', '--expected', '45'",
+    }.items():
+        entry = logs[task]
+        assert (entry["state"], entry["error"]) == ("SUCCEEDED", None), entry
+        assert f"component {task} got {got}" in entry["log"], entry
+        others = set(logs) - {task}
+        assert not any(f"component {other} got" in entry["log"] for other in others)
+    assert "checked: 45.0 == 45.0" in logs["check-equals"]["log"]
+    one = v1_adapter.get(f"/runs/{run_id}/logs", params={"task": "multiply"}).json()["tasks"]
+    assert one == [logs["multiply"]]
+    version = f"/pipelines/{started['pipeline_id']}/versions/{started['pipeline_version_id']}"
+    calls = v1_adapter.kfp_calls("GET", f"/runs/{run_id}/logs")
+    pods = sorted(c.split("/nodes/")[1].removesuffix("/log") for c in calls if "/nodes/" in c)
+    assert sorted(set(calls) - {c for c in calls if "/nodes/" in c}) == sorted(
+        [f"GET {version}", f"GET /runs/{run_id}"]
+    )
+    workflow = re.escape(pods[0].split("-add-")[0])
+    templates = [re.fullmatch(rf"{workflow}-(.+)-\d+", pod)[1] for pod in pods]
+    assert (len(calls), templates) == (6, ["add", "check-equals", "multiply", "subtract"])
+    assert v1_adapter.kfp_calls("GET", f"/runs/{run_id}") == [f"GET /runs/{run_id}"]
+
+
+def test_logs_of_a_retried_v1_task_and_of_the_exit_handler(v1_adapter) -> None:
+    """A retried task (Argo's retry node `<node>`, attempts `<node>(<n>)`: workflow/
+    controller/operator.go) reads its newest attempt's pod; each attempt its own; the exit
+    handler `<workflow>.onExit` its template's pod. kfp 1.8 artifact pipeline: write-lines
+    fails its first attempt, check-lines reads the file artifact, `announce` runs on exit."""
+    name = unique("artifact-v1")
+    assert tm_upload(v1_adapter, name, V1_DIRECTORY / "artifact.yaml").status_code == 200
+    started = _execute(v1_adapter, unique("v1-retry"), name, text="hi there", count="2").json()
+    run_id = started["run_id"]
+    assert wait_for_state(v1_adapter, run_id, timeout=RUN_TIMEOUT)["state"] == "SUCCEEDED"
+    logs = {task["name"]: task for task in v1_adapter.get(f"/runs/{run_id}/logs").json()["tasks"]}
+    assert "the first attempt fails, to be retried" in logs["write-lines(0)"]["log"]
+    assert logs["write-lines(0)"]["state"] == "FAILED"
+    assert logs["write-lines"]["log"] == logs["write-lines(1)"]["log"]
+    assert "the first attempt fails" not in logs["write-lines"]["log"]
+    assert "read 2 lines of 'hi there'" in logs["check-lines"]["log"]
+    exit_handler = next(task for task in logs.values() if task["name"].endswith(".onExit"))
+    assert "workflow status: Succeeded" in exit_handler["log"]
+    assert logs["exit-handler-1"]["log"] is None  # a DAG runs no pod

@@ -96,13 +96,14 @@ def task_logs(run_id: str, task: str | None) -> list[dict[str, Any]]:
     """The log of each task of a run (or of the task with this name or id).
 
     KFP serves logs by pod name; a task's `pods` are the pods that ran its component
-    (kfadapter/kfp/flatten.py `run_tasks`): one KFP call per pod until one answers. A task
+    (kfadapter/kfp/flatten.py `run_tasks`; a V1 run's take its workflow, one more KFP
+    call): one KFP call per pod until one answers. A task
     whose log KFP does not serve (no pod yet, a sub-pipeline, a pod gone without an
     archived log: KFP then answers 500) gets `"log": null` and the reason in `error`; a
     task taken from KFP's cache ran no pod (its executor node is Skipped), which the error
     then mentions.
     """
-    tasks = kfp().get_run(run_id)["tasks"]
+    tasks = kfp().get_run(run_id, v1_pods=True)["tasks"]
     if task is not None:
         tasks = [t for t in tasks if task in (t["name"], t["task_id"])]
         if not tasks:

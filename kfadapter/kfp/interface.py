@@ -166,8 +166,9 @@ class KfpClient(Protocol):
         """One page of a pipeline's runs, newest first: {"runs", "next_page_token"}."""
         ...
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """One run with its parameters, error, state history and tasks."""
+    def get_run(self, run_id: str, *, v1_pods: bool = False) -> dict[str, Any]:
+        """One run with its parameters, error, state history and tasks; with `v1_pods`, a
+        V1 run's tasks name their pods too (one more call: the run's pipeline version)."""
         ...
 
     def create_run(self, run: NewRun) -> dict[str, Any]:

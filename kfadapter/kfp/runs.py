@@ -8,7 +8,9 @@ import logging
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from kfadapter.errors import BadRequest, Conflict
+from kfadapter.argo_workflows import is_workflow
+from kfadapter.arguments import spec_of
+from kfadapter.errors import BadRequest, Conflict, NotFound
 from kfadapter.kfp import filters
 from kfadapter.kfp.flatten import (
     flatten_experiment,
@@ -16,6 +18,7 @@ from kfadapter.kfp.flatten import (
     flatten_recurring_run,
     flatten_run,
     flatten_run_v1,
+    v1_version,
 )
 from kfadapter.kfp.interface import NewRun, PageRequest
 from kfadapter.kfp.transport import PAGE_SIZE, Transport
@@ -146,12 +149,31 @@ class RunCalls:
             if len(found) == size:
                 return {"runs": found, "next_page_token": _resume_token(kfp_token, 0)}
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """One run with its parameters, error, state history and task states."""
+    def get_run(self, run_id: str, *, v1_pods: bool = False) -> dict[str, Any]:
+        """One run with its parameters, error, state history and task states.
+
+        `v1_pods`: a V1 run's tasks also name their pods, which takes the run's workflow:
+        one more call, the run's pipeline version (a V1 version's `pipeline_spec` is the
+        workflow, `server/api_converter.go` toApiPipelineVersion). Without the version
+        (deleted since), the tasks name no pods.
+        """
         answer = self._kfp.read(
             "get_run", self._kfp.apis.runs.run_service_get_run, run_id, subject=f"run {run_id!r}"
         )
-        return flatten_run(answer)
+        version = v1_version(answer) if v1_pods else None
+        if version is None:
+            return flatten_run(answer)
+        try:
+            found = self._kfp.read(
+                "get_pipeline_version",
+                self._kfp.apis.pipelines.pipeline_service_get_pipeline_version,
+                *version,
+                subject=f"version {version[1]!r} of pipeline {version[0]!r}",
+            )
+        except NotFound:
+            return flatten_run(answer)
+        spec = spec_of(found.get("pipeline_spec"))
+        return flatten_run(answer, spec if is_workflow(spec) else None)
 
     def create_run(self, run: NewRun) -> dict[str, Any]:
         """Start a run of a pipeline version with these parameter values (a V1 pipeline's

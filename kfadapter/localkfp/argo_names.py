@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kfadapter.argo_workflows import fnv32a, node_id  # noqa: F401 (names of this module)
 from kfadapter.localkfp.argo_spec import (
     ITERATION,
     component_name,
@@ -25,14 +26,6 @@ NEVER = "0001-01-01T00:00:00Z"
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
 
 
-def fnv32a(text: str) -> int:
-    """FNV-1a (32 bit) of the UTF-8 text: Argo's hash of node names."""
-    value = 0x811C9DC5
-    for byte in text.encode("utf-8"):
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return value
-
-
 def workflow_name(spec: Mapping[str, Any], run_id: str) -> str:
     """The run's workflow name: the pipeline's name, '-', 5 characters (fixed per run)."""
     name = str((spec.get("pipelineInfo") or {}).get("name") or "pipeline").split("/")[-1]
@@ -45,11 +38,6 @@ def generated_name(prefix: str, run_id: str) -> str:
     digest = hashlib.sha256(run_id.encode("utf-8")).digest()
     suffix = "".join(_SUFFIX_ALPHABET[b % len(_SUFFIX_ALPHABET)] for b in digest[:5])
     return prefix[:58] + suffix
-
-
-def node_id(workflow: str, node_name: str) -> str:
-    """Argo's id of a node: the workflow's name for its own node, else name-hash."""
-    return workflow if node_name == workflow else f"{workflow}-{fnv32a(node_name)}"
 
 
 def task_detail_id(run_id: str, node_name: str) -> str:

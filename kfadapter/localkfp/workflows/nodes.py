@@ -26,8 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kfadapter.argo_workflows import fnv32a, pod_name  # noqa: F401 (tests read nodes.fnv32a)
 from kfadapter.localkfp import execution_protocol as protocol
-from kfadapter.localkfp.argo_names import NEVER, fnv32a, generated_name, node_id
+from kfadapter.localkfp.argo_names import NEVER, generated_name, node_id
 from kfadapter.localkfp.attempts import TaskResult, TaskResults
 
 RUNNING, SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED = (
@@ -70,13 +71,6 @@ def workflow_name(workflow: Mapping[str, Any], run_id: str) -> str:
     metadata = workflow.get("metadata") or {}
     prefix = metadata.get("generateName") or f"{metadata.get('name') or 'workflow'}-"
     return generated_name(str(prefix), run_id)
-
-
-def pod_name(workflow: str, node_name: str, template: str) -> str:
-    """The pod of a node (`RetrievePodName`, POD_NAMES v2)."""
-    if node_name == workflow:
-        return workflow
-    return f"{workflow}-{template}-{fnv32a(node_name)}"
 
 
 @dataclass
