@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http import HTTPStatus
 from typing import Any
@@ -17,8 +18,25 @@ def protocol_error_body(status: int, message: str) -> bytes:
     return json.dumps(body).encode("utf-8")
 
 
+_SECRET_QUERY = re.compile(r"([?&](?:token|password)=)[^&\s]*", re.IGNORECASE)
+
+
 class JsonErrorRequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler, answering malformed requests (414, 400, ...) in JSON, not HTML."""
+    """Werkzeug's handler, answering malformed requests (414, 400, ...) in JSON, not HTML,
+    and logging request lines without the secrets a query may carry (the web UI's
+    `/?token=`)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path, line = getattr(self, "path", None), self.requestline
+        if path is not None:
+            self.path = _SECRET_QUERY.sub(r"\1***", path)
+        self.requestline = _SECRET_QUERY.sub(r"\1***", line)
+        try:
+            super().log_request(code, size)
+        finally:
+            if path is not None:
+                self.path = path
+            self.requestline = line
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         try:

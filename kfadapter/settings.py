@@ -224,16 +224,24 @@ def check_database_url(url: str, variable: str) -> None:
 
 
 def hide_password(url: str) -> str:
-    """A database URL with its password replaced by ***."""
+    """A database URL with its password (in the user info, or libpq's `password` query
+    parameter) replaced by ***."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+    if parts.query:
+        query = "&".join(
+            f"{key}=***" if key.lower() == "password" else field
+            for field in parts.query.split("&")
+            for key in [field.partition("=")[0]]
+        )
+        parts = parts._replace(query=query)
+    if parts.password is not None:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        parts = parts._replace(netloc=f"{user}:***@{hostinfo}")
+    return parts.geturl()
 
 
 class _Reader:

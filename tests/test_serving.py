@@ -44,3 +44,16 @@ def test_malformed_request_line_is_a_json_400(adapter_url):
     assert head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400")
     assert b"Content-Type: application/json" in head
     assert b'"status": 400' in body
+
+
+def test_request_lines_are_logged_without_a_token_in_the_query(adapter_url, caplog):
+    """The web UI's `/?token=T` login must not leave the token in the access log."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        requests.get(f"{adapter_url}/liveness?token=s3cret-value&x=1", timeout=10)
+        requests.get(f"{adapter_url}/liveness?a=1&password=hunter2", timeout=10)
+    lines = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert any("/liveness?token=***&x=1" in line for line in lines), lines
+    assert any("password=***" in line for line in lines), lines
+    assert not any("s3cret-value" in line or "hunter2" in line for line in lines), lines

@@ -86,6 +86,15 @@ def test_the_database_url_selects_postgresql_and_its_password_is_never_shown():
     assert "s3cret" not in repr(settings)
 
 
+def test_a_password_in_the_database_urls_query_is_never_shown_either():
+    url = "postgresql://kf@db.example/kfadapter?sslmode=require&Password=s3cret"
+    settings = Settings.from_env({"KFADAPTER_DATABASE_URL": url})
+    assert settings.database_display == (
+        "postgresql://kf@db.example/kfadapter?sslmode=require&Password=***"
+    )
+    assert "s3cret" not in repr(settings)
+
+
 def test_the_frameworks_ps_variables_build_the_url_with_the_database_name():
     env = {
         "PS_USER": "postgres",

@@ -340,3 +340,17 @@ def test_a_leader_whose_session_ends_steps_down_and_one_leader_remains(
     finally:
         for tracker in trackers:
             tracker.stop()
+
+
+def test_the_latest_run_of_a_job_is_the_last_recorded_whatever_the_replicas_clocks(
+    pg_url: str,
+):
+    """Two replicas record runs of one job with clocks apart: the job's latest run is the
+    one recorded last in the database, not the one with the later wall-clock stamp."""
+    store = PostgresTrackingStore(pg_url, timeout=2.0)
+    try:
+        store.add("job", "run-first", {}, now=2_000.0)  # a replica whose clock is ahead
+        store.add("job", "run-second", {}, now=1_000.0)  # recorded after it, clock behind
+        assert store.latest_for_job("job").run_id == "run-second"
+    finally:
+        store.close()

@@ -186,7 +186,7 @@ def _token_form(status: int, error: str = "") -> Response:
 def ui_session_cookie() -> str:
     """This server's UI session cookie name, for the port the browser reached it on."""
     port = request.host.rpartition(":")[2] if ":" in request.host else ""
-    return f"{UI_SESSION_COOKIE}-{port}" if port.isdigit() else UI_SESSION_COOKIE
+    return f"{UI_SESSION_COOKIE}-{port}" if port.isascii() and port.isdigit() else UI_SESSION_COOKIE
 
 
 def _ui_login(config: AuthConfig, back: str) -> Response:
@@ -201,6 +201,36 @@ def _ui_login(config: AuthConfig, back: str) -> Response:
 
 def _valid_token(config: AuthConfig, token: str) -> bool:
     return hmac.compare_digest(token.strip().encode(), (config.token or "").encode())
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cross_site_refused() -> Response | None:
+    """403 for a cookie-authenticated change sent by a page of another origin (CSRF).
+
+    A browser sends a session cookie with any request to this host, from a page on any of
+    its ports too (SameSite ignores ports), and a `text/plain` POST needs no preflight; a
+    change is accepted only when the browser says it comes from this server's own pages
+    (`Sec-Fetch-Site: same-origin`, or an `Origin` equal to this server's). Clients that
+    are not browsers (kfp.Client with the Dex cookie) send neither header and pass."""
+    if request.method in SAFE_METHODS:
+        return None
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    own_origin = request.host_url.rstrip("/")
+    if site is not None:  # the browser's own judgement, when it gives one
+        if site in ("same-origin", "none"):
+            return None
+        refused = f"a request from another site (Sec-Fetch-Site: {site})"
+    elif origin is not None and origin != own_origin:
+        refused = f"a request from {origin}"
+    else:
+        return None
+    error = ApiError(403, f"Forbidden: {refused} may not change anything here")
+    response = jsonify(error.body())
+    response.status_code = 403
+    return response
 
 
 def install_auth(app: Flask, config: AuthConfig) -> None:
@@ -254,7 +284,7 @@ def install_auth(app: Flask, config: AuthConfig) -> None:
             if scheme.lower() == "bearer" and _valid_token(config, value):
                 return None
             if config.valid_session(request.cookies.get(ui_session_cookie())):
-                return None
+                return _cross_site_refused()
             if request.path in UI_PAGES and request.method == "GET":
                 return redirect(f"{TOKEN_LOGIN_PATH}?back={quote(request.path, safe='')}", 302)
             error = ApiError(401, "Unauthenticated: a valid 'Authorization: Bearer' is required")
@@ -263,6 +293,6 @@ def install_auth(app: Flask, config: AuthConfig) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="local-kfp"'
             return response
         if config.valid_session(request.cookies.get(SESSION_COOKIE)):
-            return None
+            return _cross_site_refused()
         back = request.full_path if request.query_string else request.path
         return redirect(f"{LOGIN_PATH}?back={quote(back, safe='')}", code=302)

@@ -78,7 +78,7 @@ def ui_blueprint(services: KfpServices, data_dir: Path, name: str) -> Blueprint:
     @bp.get(f"{run_outputs.EXTENSION}/runs/<run_id>/artifacts/<task_path>/<artifact_name>")
     def artifact_file(run_id: str, task_path: str, artifact_name: str) -> Response:
         raw_index = request.args.get("index", "0")
-        if not raw_index.isdigit():
+        if not (raw_index.isascii() and raw_index.isdigit()):
             raise bad_request(f"query parameter index must be a whole number, got {raw_index!r}")
         directory = run_directory(run_id)
         path = run_outputs.artifact_file(directory, task_path, artifact_name, int(raw_index))

@@ -398,8 +398,9 @@ class PostgresTrackingStore:
         return next(iter(self._select("WHERE run_id = %s", (_text(run_id),))), None)
 
     def latest_for_job(self, trainingjob_id: str) -> TrackedRun | None:
+        # the database's own insertion order: replicas' clocks may differ
         latest = self._select(
-            "WHERE trainingjob_id = %s ORDER BY created_at DESC, position DESC LIMIT 1",
+            "WHERE trainingjob_id = %s ORDER BY position DESC LIMIT 1",
             (_text(trainingjob_id),),
         )
         return next(iter(latest), None)

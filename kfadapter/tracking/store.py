@@ -221,7 +221,7 @@ class SqliteTrackingStore:
 
     def latest_for_job(self, trainingjob_id: str) -> TrackedRun | None:
         latest = self._select(
-            "WHERE trainingjob_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            "WHERE trainingjob_id = ? ORDER BY rowid DESC LIMIT 1",  # insertion order
             (trainingjob_id,),
         )
         return next(iter(latest), None)

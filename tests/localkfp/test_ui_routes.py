@@ -188,6 +188,43 @@ def test_the_session_cookie_is_named_after_the_port(app_for) -> None:
     assert client.get(f"{V2}/runs", headers={"Host": "127.0.0.1:8766"}).status_code == 401
 
 
+@pytest.mark.parametrize("mode", ["token", "dex"])
+def test_a_cookie_authenticated_change_from_another_origin_is_refused(app_for, mode) -> None:
+    """CSRF: a page on another port of this host is the same *site* (SameSite ignores
+    ports), so its text/plain POST carries the session cookie with no preflight; only this
+    server's own pages may change anything with it. Non-browser clients send neither
+    Origin nor Sec-Fetch-Site, and a bearer token is never sent by a browser on its own."""
+    if mode == "token":
+        client = app_for(AuthConfig(token=TOKEN))
+        assert client.get(f"/?token={TOKEN}", headers={"Host": "127.0.0.1:8888"}).status_code == 303
+    else:
+        client = app_for(AuthConfig(dex_user="user@example.com", dex_password="pw"))
+        login = client.post(
+            "/dex/auth/local/login?back=%2F",
+            data={"login": "user@example.com", "password": "pw"},
+            headers={"Host": "127.0.0.1:8888"},
+        )
+        assert login.status_code == 303
+    url, body = f"{V2}/experiments", '{"display_name": "forged"}'
+    own = {"Host": "127.0.0.1:8888", "Content-Type": "text/plain"}
+    for foreign in (
+        {"Origin": "http://127.0.0.1:9999"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:9999"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
+        refused = client.post(url, data=body, headers={**own, **foreign})
+        assert _json_error(refused, 403)["code"] == 7, foreign
+    listed = client.get(f"{V2}/experiments", headers={**own, "Sec-Fetch-Site": "cross-site"})
+    assert "forged" not in listed.get_data(as_text=True)  # (a read is allowed, nothing made)
+    for same in (
+        {"Origin": "http://127.0.0.1:8888", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "http://127.0.0.1:8888"},
+        {},  # kfp.Client with the cookie: no browser headers
+    ):
+        made = client.post(url, json={"display_name": f"made-{len(same)}"}, headers={**own, **same})
+        assert made.status_code == 200, (same, made.get_data(as_text=True))
+
+
 def test_a_forged_session_cookie_or_a_wrong_bearer_is_refused(app_for) -> None:
     client = app_for(AuthConfig(token=TOKEN))
     client.set_cookie(UI_SESSION_COOKIE, TOKEN)  # the token itself is not a session
@@ -395,6 +432,7 @@ def test_artifact_files_download_and_directories_zip(run_with_results) -> None:
         ("train/model?index=1", 404),
         ("train/model?index=-1", 400),
         ("train/model?index=x", 400),
+        ("train/model?index=%C2%B2", 400),  # "²": a digit to str.isdigit, not to int()
     ],
 )
 def test_missing_or_hostile_artifact_requests_are_json_errors(
