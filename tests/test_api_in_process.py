@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +234,73 @@ def test_uploads_that_cannot_be_a_pipeline_are_400_and_store_nothing(
         form[field] = (io.BytesIO(content), filename)
     answer = fast_client.post("/pipelineIds/new-one", data=form, content_type="multipart/form-data")
     assert fragment in error_of(answer, 400)["message"]
+    assert fake_kfp.writes() == []
+
+
+def archived(kind: str, members: dict[str, bytes]) -> bytes:
+    """A .zip ("zip") or .tar.gz ("tar.gz") holding `members` (name -> content)."""
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for name, content in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def v1_package(duplicated_template: bool) -> bytes:
+    """tests/pipelines/v1/add_subtract_multiply.yaml, its first template twice if asked."""
+    workflow = yaml.safe_load((V1_DIRECTORY / "add_subtract_multiply.yaml").read_bytes())
+    if duplicated_template:
+        workflow["spec"]["templates"].append(workflow["spec"]["templates"][0])
+    return yaml.safe_dump(workflow).encode()
+
+
+def upload_file(fast_client: FlaskClient, name: str, package: bytes) -> Any:
+    form = {"file": (io.BytesIO(package), "file")}
+    return fast_client.post(f"/pipelineIds/{name}", data=form, content_type="multipart/form-data")
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_a_v1_workflow_in_an_archive_is_checked_as_the_same_plain_yaml(
+    fast_client: FlaskClient, fake_kfp: FakeKfp, kind: str
+) -> None:
+    """KFP reads an archive's pipeline.yaml (`backend/src/apiserver/server/util.go`
+    ReadPipelineFile) and answers Argo's validation error on it with a 500
+    (`template/argo_template.go`): the adapter reads the archive the same way
+    (localkfp/packages.py) and answers 400 with Argo's message, storing nothing; a valid
+    workflow in the archive is uploaded as it is."""
+    bad = upload_file(fast_client, "bad", archived(kind, {"pipeline.yaml": v1_package(True)}))
+    assert "spec.templates[5].name 'add' is not unique" in error_of(bad, 400)["message"]
+    assert fake_kfp.writes() == []
+    good = archived(kind, {"pipeline.yaml": v1_package(False)})
+    answer = upload_file(fast_client, "good", good)
+    assert answer.status_code == 200, answer.get_json()
+    assert fake_kfp.writes() == ["upload_pipeline"]
+
+
+@pytest.mark.parametrize(
+    ("package", "fragment"),
+    [
+        (b"PK\x03\x04 not really a zip", "not a readable .zip archive"),
+        (b"\x1f\x8b not really a tarball", "not a readable .tar.gz archive"),
+        (archived("zip", {"notes.txt": b"a: 1\n"}), "expecting a pipeline.yaml file"),
+        (archived("tar.gz", {}), "the tarball archive is empty"),
+        (archived("tar.gz", {"pipeline.yaml": b"\n"}), "the pipeline file is empty"),
+        (archived("zip", {"pipeline.yaml": b"- 1\n"}), "expected a YAML mapping"),
+    ],
+)
+def test_an_archive_that_holds_no_readable_pipeline_is_400(
+    fast_client: FlaskClient, fake_kfp: FakeKfp, package: bytes, fragment: str
+) -> None:
+    """A broken archive, or one with no pipeline file in it, is a 400 saying so (never a
+    5xx from KFP), and nothing reaches KFP."""
+    assert fragment in error_of(upload_file(fast_client, "p", package), 400)["message"]
     assert fake_kfp.writes() == []
 
 

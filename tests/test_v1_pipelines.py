@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,16 +126,22 @@ def test_a_v1_upload_shows_its_arguments_parameters_and_template_type(
         ),
     ],
 )
+@pytest.mark.parametrize("packing", ["yaml", "tar.gz"])
 def test_a_malformed_v1_upload_is_a_400_saying_why(
-    v1_adapter, tmp_path: Path, change: Any, words: str
+    v1_adapter, tmp_path: Path, change: Any, words: str, packing: str
 ) -> None:
     """KFP answers Argo's validation errors with a 500 (argo_template.go returns them
     unwrapped, so server/pipeline_upload_server.go does not see a user error): the adapter
-    checks a workflow as KFP does before uploading and answers 400; nothing is stored."""
+    checks a workflow as KFP does before uploading, plain or as the pipeline.yaml of a
+    .tar.gz (`server/util.go` ReadPipelineFile), and answers 400; nothing is stored."""
     workflow = copy.deepcopy(v1_workflow("add_subtract_multiply"))
     change(workflow)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(workflow))
+    if packing == "tar.gz":
+        with tarfile.open(tmp_path / "bad.tar.gz", "w:gz") as archive:
+            archive.add(path, "pipeline.yaml")
+        path = tmp_path / "bad.tar.gz"
     name = unique("bad-v1")
     answer = tm_upload(v1_adapter, name, path)
     assert answer.status_code == 400, answer.text

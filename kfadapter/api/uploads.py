@@ -10,6 +10,9 @@ import yaml
 from kfadapter import argo_workflows
 from kfadapter.errors import BadRequest, Conflict
 from kfadapter.kfp import KfpClient
+from kfadapter.kfp.uploads import package_suffix
+from kfadapter.localkfp.apierrors import ApiError
+from kfadapter.localkfp.packages import read_pipeline_file
 
 
 def upload(
@@ -88,11 +91,19 @@ def check_package(package: bytes) -> None:
     """Reject what cannot be a pipeline package: not an archive and not a YAML/JSON mapping,
     or a KFP v1 pipeline (an Argo Workflow) that KFP 2.17 would refuse. KFP answers a
     workflow Argo's validation refuses with a 500 (it passes Argo's error on unwrapped,
-    `template/argo_template.go`), so the adapter checks it first and answers 400."""
-    if package.startswith((b"PK\x03\x04", b"\x1f\x8b")):
-        return  # .zip / .tar.gz: KFP looks inside
+    `template/argo_template.go`), so the adapter checks it first and answers 400.
+
+    A .zip / .tar.gz is checked by its pipeline file, picked as KFP picks it (the embedded
+    server's `read_pipeline_file`, after KFP's `ReadPipelineFile`, `server/util.go`)."""
+    text: bytes | str = package
+    suffix = package_suffix(package)
+    if suffix in (".zip", ".tar.gz"):
+        try:
+            text = read_pipeline_file(package, f"pipeline{suffix}")
+        except ApiError as error:
+            raise BadRequest(f"the uploaded {suffix} archive: {error.message}") from None
     try:
-        documents = [d for d in yaml.safe_load_all(package) if d is not None]
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as error:
         raise BadRequest(
             f"the uploaded file is neither YAML/JSON nor a .zip/.tar.gz archive: {error}"

@@ -207,7 +207,9 @@ def test_an_artifact_a_retry_and_the_exit_handler(server, client, versions):
     """An OutputPath file reaches the next task as an InputPath artifact; the writer fails
     its first attempt ({{retries}} is 0) and its retry succeeds (a Retry node with attempts
     `write-lines(0)`, `write-lines(1)`); the exit handler `<wf>.onExit` gets
-    {{workflow.status}}."""
+    {{workflow.status}}. The embedded server's extension lists the pod's Argo output
+    artifact (as the node's `outputs.artifacts`, Argo's `pkg/apis/workflow/v1alpha1`
+    NodeStatus) and serves its file, and records the reader's resolved inputs."""
     run_id = start_v1_run(server, versions["artifact"], text="hi there", count="2")
     run = finished(client, run_id)
     assert run.state == "SUCCEEDED", run.error
@@ -224,6 +226,17 @@ def test_an_artifact_a_retry_and_the_exit_handler(server, client, versions):
     )
     handler = pod_log(server, run_id, workflow, f"{workflow}.onExit", "announce")
     assert "workflow status: Succeeded" in handler.text
+    extension = f"{server.url}/apis/local/v1/runs/{run_id}"
+    listed = requests.get(f"{extension}/artifacts", timeout=30).json()["artifacts"]
+    written = next(a for a in listed if a["task"] == "write-lines(1)")
+    assert (written["name"], written["type"]) == ("write-lines-data", "")  # Argo gives no type
+    download = requests.get(f"{server.url}/{written['download']}", timeout=30)
+    assert download.status_code == 200 and download.text == "hi there\nhi there\n"
+    tasks = requests.get(f"{extension}/tasks", timeout=30).json()["tasks"]
+    check = next(task for task in tasks if task["name"] == "check-lines")
+    assert check["inputs"]["parameters"] == {"count": "2", "text": "hi there"}
+    [given] = check["inputs"]["artifacts"]
+    assert (given["name"], given["uri"]) == ("write-lines-data", written["uri"])
 
 
 def test_a_command_that_is_not_installed_fails_saying_the_image_was_not_used(

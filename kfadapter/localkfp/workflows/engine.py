@@ -370,7 +370,8 @@ class WorkflowRunner:
             if result.phase != SUCCEEDED and attempt is None:  # a retried pod: its Retry node
                 self._failed(display, result.message)
             outputs = _encoded(result) if result.phase == SUCCEEDED else {}
-            self.tree.finish(node_name, result.phase, result.message, outputs)
+            inputs = _encoded_inputs(template, values, artifacts, paths)
+            self.tree.finish(node_name, result.phase, result.message, outputs, inputs)
         return result
 
     def _run_pod(
@@ -793,10 +794,50 @@ def _encoded(result: Result) -> dict[str, Any]:
     """A pod's outputs as its recorded result keeps them (JSON)."""
     return {
         "parameters": dict(result.parameters),
-        "artifacts": {name: str(path) for name, path in result.artifacts.items()},
+        "artifacts": {
+            name: _artifact_record(name, path) for name, path in result.artifacts.items()
+        },
         "result": result.result,
         "exit_code": result.exit_code,
     }
+
+
+def _encoded_inputs(
+    template: Mapping[str, Any],
+    values: Mapping[str, str],
+    artifacts: Mapping[str, Path | bytes],
+    paths: PathMap,
+) -> dict[str, Any]:
+    """A pod's resolved inputs as its recorded result keeps them: the values of the
+    template's input parameters, and each input artifact's file (the upstream output's; a
+    raw artifact's copy staged in the pod)."""
+    declared = template.get("inputs") or {}
+    parameters = {
+        parameter["name"]: values[key]
+        for parameter in declared.get("parameters") or []
+        if (key := f"inputs.parameters.{parameter['name']}") in values
+    }
+    recorded = {}
+    for artifact in declared.get("artifacts") or []:
+        source = artifacts.get(artifact["name"])
+        if isinstance(source, bytes):
+            source = paths.local(artifact["path"]) if artifact.get("path") else None
+        if source is not None:
+            recorded[artifact["name"]] = _artifact_record(artifact["name"], source)
+    return {"parameters": parameters, "artifacts": recorded}
+
+
+def _artifact_record(name: str, path: Path) -> dict[str, Any]:
+    """An Argo artifact in the shape attempts.encode_outputs gives a KFP artifact (which
+    run_outputs reads): one item with its name and file; no type, as Argo gives none."""
+    return {"list": False, "items": [{"name": name, "uri": str(path), "metadata": {}}]}
+
+
+def _recorded_path(artifact: Any) -> Path:
+    """The file of a recorded artifact (`_artifact_record`; a bare path in older records)."""
+    if isinstance(artifact, str):
+        return Path(artifact)
+    return Path(artifact["items"][0]["uri"])
 
 
 def _result_from(outputs: Mapping[str, Any], outbound: list[str]) -> Result:
@@ -805,7 +846,7 @@ def _result_from(outputs: Mapping[str, Any], outbound: list[str]) -> Result:
         SUCCEEDED,
         outbound,
         dict(outputs.get("parameters") or {}),
-        {name: Path(path) for name, path in (outputs.get("artifacts") or {}).items()},
+        {name: _recorded_path(value) for name, value in (outputs.get("artifacts") or {}).items()},
         outputs.get("result"),
         outputs.get("exit_code"),
     )

@@ -138,7 +138,7 @@ class NodeTree:
         with self._lock:
             self._nodes[name] = node
             self._send(node)
-        self._record(node, earlier.outputs)
+        self._record(node, earlier.outputs, earlier.inputs)
         return node
 
     def start(
@@ -171,9 +171,15 @@ class NodeTree:
         return node
 
     def finish(
-        self, name: str, phase: str, message: str = "", outputs: dict[str, Any] | None = None
+        self,
+        name: str,
+        phase: str,
+        message: str = "",
+        outputs: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> None:
-        """End a node with its phase (a pod with its outputs), emitted and recorded."""
+        """End a node with its phase (a pod with its outputs and inputs), emitted and
+        recorded."""
         earlier = self._previous.get(name)
         with self._lock:
             node = self._nodes[name]
@@ -184,14 +190,18 @@ class NodeTree:
             if message:
                 node.message = message
             self._send(node)
-        self._record(node, outputs or {})
+        self._record(node, outputs or {}, inputs or {})
 
-    def _record(self, node: Node, outputs: dict[str, Any]) -> None:
+    def _record(
+        self, node: Node, outputs: dict[str, Any], inputs: dict[str, Any] | None = None
+    ) -> None:
         if self._results is not None and node.end is not None:
             pod = pod_name(self.workflow, node.name, node.template) if node.type == POD else ""
             error = (node.message or None) if node.phase in (FAILED, ERROR) else None
             self._results.record(
-                TaskResult(node.name, node.phase, node.start, node.end, pod, outputs, error=error)
+                TaskResult(
+                    node.name, node.phase, node.start, node.end, pod, outputs, inputs or {}, error
+                )
             )
 
     def add_child(self, parent: str, child: str) -> None:
