@@ -287,9 +287,7 @@ function TaskPanel({ runId, taskKey, task, ir, status, ext, extError, runParamet
               : html`<p class="muted">No iteration has started.</p>`}
           </div>`
         : null}
-      ${state === 'FAILED' || error
-        ? html`<div class="task-error" data-testid="task-error"><h4>Error</h4><pre>${error || 'The task failed; its log below says why.'}</pre></div>`
-        : null}
+      <${TaskError} state=${state} error=${error} />
       <div data-testid="task-inputs">
         <h4>Inputs</h4>
         ${inputs ? html`<${IoTable} io=${inputs} />` : html`<${WiredInputs} task=${task} runParameters=${runParameters} />`}
@@ -306,6 +304,12 @@ function WiredInputs({ task, runParameters }) {
   const rows = wiredInputs(task, runParameters);
   if (!rows.length) return html`<p class="muted">None.</p>`;
   return html`<table class="table compact"><tbody>${rows.map((r) => html`<tr><td><code>${r.name}</code></td><td>${r.source}</td></tr>`)}</tbody></table>`;
+}
+
+/** A task's error: shown when it failed (its log says why when no message was recorded). */
+export function TaskError({ state, error }) {
+  if (state !== 'FAILED' && !error) return null;
+  return html`<div class="task-error" data-testid="task-error"><h4>Error</h4><pre>${error || 'The task failed; its log below says why.'}</pre></div>`;
 }
 
 export function IoTable({ io }) {

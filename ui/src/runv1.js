@@ -5,7 +5,7 @@ import { html } from 'htm/preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { duration, FINAL_STATES, formatTime, StateBadge } from './common.js';
 import { Graph } from './graph.js';
-import { Breadcrumbs, IoTable, TaskLog } from './run.js';
+import { Breadcrumbs, IoTable, TaskError, TaskLog } from './run.js';
 import { resolveWorkflowNodes, templateKind, templateOf, wiredArguments, workflowGraph, workflowTasks, workflowTaskStates } from './workflow.js';
 
 const POD_KINDS = new Set(['container', 'script']);
@@ -134,9 +134,7 @@ function WorkflowTaskPanel({ runId, run, wf, task, status, ext, extError, taskOu
               : html`<p class="muted">No item has started.</p>`}
           </div>`
         : null}
-      ${state === 'FAILED' || error
-        ? html`<div class="task-error" data-testid="task-error"><h4>Error</h4><pre>${error || 'The task failed; its log below says why.'}</pre></div>`
-        : null}
+      <${TaskError} state=${state} error=${error} />
       <div data-testid="task-inputs">
         <h4>Inputs</h4>
         ${extInputs
