@@ -98,6 +98,30 @@ def test_dex_session_cookie_given_directly(dex_kfp, tmp_path):
     assert client.get("/experiments").status_code == 200
 
 
+def test_a_cookie_change_from_another_origin_is_refused_over_http(dex_kfp):
+    """CSRF, as a browser would send it: a text/plain POST from a page on another port of
+    this host carries the Dex cookie; the embedded server refuses it with KFP's 403 JSON
+    and creates nothing, while the same POST from its own origin, or with no browser
+    headers at all (kfp.Client with the cookie), goes through."""
+    url = f"{dex_kfp.url}/apis/v2beta1/experiments"
+    name = unique("csrf")
+    with _dex_browser(dex_kfp) as browser:
+        forged = browser.post(
+            url,
+            data=f'{{"display_name": "{name}"}}',
+            headers={"Content-Type": "text/plain", "Origin": "http://127.0.0.1:9"},
+            timeout=10,
+        )
+        assert forged.status_code == 403 and forged.json()["code"] == 7, forged.text
+        assert name not in browser.get(url, timeout=10).text
+        own = browser.post(
+            url, json={"display_name": name}, headers={"Origin": dex_kfp.url}, timeout=10
+        )
+        assert own.status_code == 200, own.text
+        plain = browser.post(url, json={"display_name": name + "-2"}, timeout=10)
+        assert plain.status_code == 200, plain.text
+
+
 class StallingProxy(RecordingProxy):
     """A RecordingProxy that can hold back KFP's answer to the next GET by `seconds`.
 

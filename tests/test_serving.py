@@ -57,3 +57,9 @@ def test_request_lines_are_logged_without_a_token_in_the_query(adapter_url, capl
     assert any("/liveness?token=***&x=1" in line for line in lines), lines
     assert any("password=***" in line for line in lines), lines
     assert not any("s3cret-value" in line or "hunter2" in line for line in lines), lines
+
+
+def test_a_path_with_a_double_slash_is_a_json_404_not_an_html_redirect(adapter_url):
+    response = requests.get(f"{adapter_url}/pipelines//versions", timeout=10, allow_redirects=False)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/json"
