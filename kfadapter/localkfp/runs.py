@@ -9,72 +9,33 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kfadapter import argo_workflows
-from kfadapter.localkfp import node_files, views
+from kfadapter.localkfp import node_files, run_changes, views
 from kfadapter.localkfp import query as q
 from kfadapter.localkfp import validation as v
-from kfadapter.localkfp.apierrors import (
-    ABORTED,
-    FAILED_PRECONDITION,
-    INTERNAL,
-    ApiError,
-    bad_request,
-)
+from kfadapter.localkfp.apierrors import ABORTED, FAILED_PRECONDITION, ApiError, bad_request
 from kfadapter.localkfp.execution import Executor, RunUpdate
 from kfadapter.localkfp.experiments import ExperimentService
 from kfadapter.localkfp.fields import RUNS
-from kfadapter.localkfp.packages import ir_of, normalize_spec, parse_documents
+from kfadapter.localkfp.packages import ir_of
 from kfadapter.localkfp.pipelines import PipelineService
+from kfadapter.localkfp.run_changes import RESTART_ERROR
+from kfadapter.localkfp.run_sources import RunRequest, RunSource, resolve_source, version_ir
+from kfadapter.localkfp.runs_v1 import read_run_v1, v1_workflow
 from kfadapter.localkfp.sources import SYSTEM, Sources
-from kfadapter.localkfp.states import (
-    ACTIVE_STATES,
-    FINAL_STATES,
-    RETRYABLE_STATES,
-    TERMINABLE_STATES,
-    reported_state,
-)
-from kfadapter.localkfp.storage import RunChange, RunStore, dumps, loads
-from kfadapter.localkfp.timefmt import from_datetime, to_datetime
+from kfadapter.localkfp.states import FINAL_STATES, RETRYABLE_STATES, TERMINABLE_STATES
+from kfadapter.localkfp.storage import RunStore, dumps, loads
+
+__all__ = ["DEFAULT_SERVICE_ACCOUNT", "RESTART_ERROR", "RunRequest", "RunService", "RunSource"]
 
 log = logging.getLogger(__name__)
 
 # The service account KFP gives a run or recurring run created without one
 # (`template/template.go` setDefaultServiceAccount, `common.DefaultPipelineRunnerServiceAccount`).
 DEFAULT_SERVICE_ACCOUNT = "pipeline-runner"
-RESTART_ERROR = (
-    "the local KFP server stopped while this run was active; runs do not survive a server restart"
-)
-
-
-@dataclass(frozen=True)
-class RunSource:
-    """What a run (or recurring run) executes: a stored version, or an inline spec."""
-
-    pipeline_id: str
-    pipeline_version_id: str
-    pipeline_spec: str | None  # the inline spec as stored (JSON text), None for a version
-    ir: dict[str, Any]  # the IR to execute, or a V1 template's Argo Workflow
-
-    @property
-    def is_v1(self) -> bool:
-        """Whether the pipeline is a V1 template (an Argo Workflow)."""
-        return argo_workflows.is_workflow(self.ir)
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """A run body read (from the v2beta1 or the v1beta1 API), before it is stored."""
-
-    name: str
-    description: str
-    service_account: str
-    source: RunSource
-    runtime_config: dict[str, Any]  # as stored and shown
-    v1_parameters: dict[str, str] | None = None  # v1beta1 pipeline_spec.parameters
 
 
 class RunService:
@@ -126,65 +87,16 @@ class RunService:
         runtime_config = v.runtime_config(body, "run")
         if not source.is_v1:
             v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
-        run = RunRequest(
-            name=name,
-            description=v.text(body, "description", "run"),
-            service_account=v.text(body, "service_account", "run"),
-            source=source,
-            runtime_config=runtime_config,
-        )
+        run = RunRequest.from_body(body, name, source, runtime_config)
         return self._view(self._start(run, experiment, recurring_run_id, scheduled_us))
 
     def create_run_v1(self, body: Any) -> dict[str, Any]:
         """POST /apis/v1beta1/runs (`server/run_server.go` CreateRunV1): the KFP v1 way,
-        whose `pipeline_spec.parameters` ({name, value} strings) a V1 pipeline's run does
-        take. The pipeline is a PIPELINE_VERSION resource reference, else
-        `pipeline_spec.pipeline_id` (its newest version), else an inline
-        `pipeline_spec.workflow_manifest`; the experiment an EXPERIMENT reference (else the
-        default one). Answers KFP's v1 ApiRunDetail: {"run", "pipeline_runtime"}."""
-        body = v.json_object(body, "run")
-        name = v.name(v.text(body, "name", "run"), "Run")
-        references = _v1_references(body)
-        experiment = self._experiments.for_new_run(references.get("EXPERIMENT", ""))
-        spec = v.json_object(body.get("pipeline_spec"), "run.pipeline_spec")
-        parameters = _v1_parameters(spec)
-        source = self._v1_source(references.get("PIPELINE_VERSION", ""), spec)
-        runtime_config: dict[str, Any] = {}
-        if source.is_v1:
-            if parameters:  # KFP shows a v1 run's parameters as its runtime_config's
-                runtime_config = {"parameters": dict(parameters)}
-        else:  # a V2 pipeline takes its values from the runtime config (v2_template.go)
-            runtime_config = v.runtime_config(spec, "run.pipeline_spec")
-            v.pipeline_parameters(source.ir, runtime_config.get("parameters", {}))
-        run = RunRequest(
-            name=name,
-            description=v.text(body, "description", "run"),
-            service_account=v.text(body, "service_account", "run"),
-            source=source,
-            runtime_config=runtime_config,
-            v1_parameters=parameters if source.is_v1 else None,
-        )
+        whose `pipeline_spec.parameters` a V1 pipeline's run does take (see runs_v1.py).
+        Answers KFP's v1 ApiRunDetail: {"run", "pipeline_runtime"}."""
+        run, experiment = read_run_v1(body, self._pipelines, self._experiments)
         row = self._start(run, experiment, "", None)
-        return views.run_detail_v1(row, parameters if source.is_v1 else {})
-
-    def _v1_source(self, version_id: str, spec: dict[str, Any]) -> RunSource:
-        """What a v1beta1 run executes: a version, a pipeline's newest, or a workflow."""
-        pipeline_id = "" if version_id else v.text(spec, "pipeline_id", "run.pipeline_spec")
-        if version_id or pipeline_id:
-            version = self._referenced_version(pipeline_id, version_id, "run")
-            stored = ir_of(loads(version["pipeline_spec"]))
-            return RunSource(version["pipeline_id"], version["id"], None, stored)
-        manifest = v.text(spec, "workflow_manifest", "run.pipeline_spec")
-        if not manifest:
-            raise bad_request(
-                "run needs a pipeline: a PIPELINE_VERSION resource reference, "
-                "pipeline_spec.pipeline_id or pipeline_spec.workflow_manifest"
-            )
-        try:
-            document = parse_documents(manifest)
-        except ApiError as error:  # KFP: the template is made in CreateRun, an internal error
-            raise _fetch_failed("run", error.message) from None
-        return self.resolve_source({"pipeline_spec": document}, "run")
+        return views.run_detail_v1(row, run.v1_parameters or {})
 
     def _start(
         self,
@@ -201,7 +113,7 @@ class RunService:
         pipeline_spec, executed = source.pipeline_spec, source.ir
         parameters = run.runtime_config.get("parameters", {})
         if source.is_v1:
-            executed = _v1_workflow(source.ir, run.v1_parameters or {}, run_id, scheduled, now)
+            executed = v1_workflow(source.ir, run.v1_parameters or {}, run_id, scheduled, now)
             pipeline_spec = dumps(executed)  # what the run executes; a reference hides it
             parameters = argo_workflows.values_of(executed)
         row = {
@@ -316,10 +228,10 @@ class RunService:
                         f"{row['pipeline_version_id']} was deleted",
                         FAILED_PRECONDITION,
                     )
-                ir = ir_of(loads(version["pipeline_spec"]))
+                ir = version_ir(version)
             else:
                 ir = ir_of(loads(row["pipeline_spec"]))
-            kept = dumps(_kept_by_retry(loads(row["task_details"]) or [])) or None
+            kept = dumps(run_changes.kept_by_retry(loads(row["task_details"]) or [])) or None
             self._enter_state(run_id, "PENDING", error=None, finished_at=0, task_details=kept)
         if argo_workflows.is_workflow(ir):
             parameters = argo_workflows.values_of(ir)
@@ -332,7 +244,7 @@ class RunService:
         """Persist a RunUpdate from the executor (state, task details, error, times), its
         state mapped to what KFP reports (CANCELED becomes FAILED)."""
         with self._run_lock:
-            self._store.change(update.run_id, _progress(update, self._sources.clock()))
+            self._store.change(update.run_id, run_changes.progress(update, self._sources.clock()))
 
     def task_log(self, run_id: str, node_id: str) -> Path:
         """The file of a task's log: /apis/v1alpha1/runs/{run_id}/nodes/{node_id}/log
@@ -349,62 +261,15 @@ class RunService:
 
     def fail_interrupted_runs(self) -> int:
         """Mark runs left active by a server that died as FAILED; returns how many."""
-        return self._store.change_active(_interrupted(self._sources.clock()))
+        return self._store.change_active(run_changes.interrupted(self._sources.clock()))
 
     def active_runs_of(self, recurring_run_id: str) -> int:
         """How many runs a recurring run has that have not reached a final state."""
         return self._store.active_runs_of(recurring_run_id)
 
     def resolve_source(self, body: dict[str, Any], what: str) -> RunSource:
-        """What a run or recurring run body asks to execute: a version (by id, or the newest
-        of a pipeline) or an inline spec."""
-        reference = body.get("pipeline_version_reference")
-        inline = body.get("pipeline_spec")
-        if reference and inline:
-            raise bad_request(f"{what} needs either pipeline_version_reference or pipeline_spec")
-        if reference:
-            reference = v.json_object(reference, f"{what}.pipeline_version_reference")
-            pipeline_id = v.text(reference, "pipeline_id", "pipeline_version_reference")
-            version_id = v.text(reference, "pipeline_version_id", "pipeline_version_reference")
-            if not (version_id or pipeline_id):
-                raise bad_request(
-                    "pipeline_version_reference needs a pipeline_version_id (or a pipeline_id)"
-                )
-            version = self._referenced_version(pipeline_id, version_id, what)
-            ir = ir_of(loads(version["pipeline_spec"]))
-            return RunSource(version["pipeline_id"], version["id"], None, ir)
-        if inline:
-            if argo_workflows.is_workflow(inline):
-                # KFP makes the template when it creates the run and wraps a refusal as an
-                # internal error (`resource/resource_manager.go` CreateRun)
-                try:
-                    argo_workflows.check_upload(inline)
-                except argo_workflows.WorkflowError as error:
-                    raise _fetch_failed(what, error.message) from None
-                return RunSource("", "", dumps(inline), inline)
-            stored = normalize_spec(inline, f"{what}.pipeline_spec")
-            return RunSource("", "", dumps(stored), ir_of(stored))
-        raise bad_request(f"{what} needs a pipeline_version_reference or a pipeline_spec")
-
-    def _referenced_version(self, pipeline_id: str, version_id: str, what: str) -> dict[str, Any]:
-        """The version a reference names (a pipeline's newest when only its id is given).
-
-        A pipeline or version that does not exist is a 500 (INTERNAL), as KFP answers:
-        `resource/resource_manager.go` CreateRun wraps the failed template fetch in
-        util.NewInternalServerError.
-        """
-        try:
-            if version_id:
-                return self._pipelines.version_row(pipeline_id, version_id)
-            self._pipelines.pipeline_row(pipeline_id)
-            version = self._pipelines.latest_version(pipeline_id)
-        except ApiError as error:
-            if error.status != 404:
-                raise
-            raise _fetch_failed(what, error.message) from None
-        if version is None:
-            raise _fetch_failed(what, f"pipeline {pipeline_id} has no versions")
-        return version
+        """What a run or recurring run body asks to execute (see run_sources.py)."""
+        return resolve_source(self._pipelines, body, what)
 
     def _view(self, row: dict[str, Any]) -> dict[str, Any]:
         """The run's KFP JSON: like KFP's toApiRun no `error` for a failed run and history
@@ -451,140 +316,4 @@ class RunService:
         now = self._sources.clock()
         if final:
             columns.update(error=dumps({"message": message}) if message else None, finished_at=now)
-
-        def enter(row: dict[str, Any]) -> dict[str, Any]:
-            entry: dict[str, Any] = {"update_time": now, "state": state}
-            history = [*(loads(row["state_history"]) or []), entry]
-            return {"state": state, **columns, "state_history": dumps(history)}
-
-        self._store.change(run_id, enter)
-
-
-def _kept_by_retry(task_details: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The task details a retried run shows before its new attempt reports: the nodes that
-    succeeded or were skipped, which Argo keeps (GenerateRetryExecution,
-    `backend/src/common/util/workflow.go`); the others are run again."""
-    kept = [task for task in task_details if task.get("state") in ("SUCCEEDED", "SKIPPED")]
-    return kept or None
-
-
-def _fetch_failed(what: str, reason: str) -> ApiError:
-    """KFP's 500 for a run or recurring run whose pipeline cannot be fetched."""
-    return ApiError(
-        500,
-        f"Failed to create a {what.replace('_', ' ')} due to error fetching manifest: {reason}",
-        INTERNAL,
-    )
-
-
-def _v1_workflow(
-    workflow: dict[str, Any], values: dict[str, str], run_id: str, scheduled_us: int, now_us: int
-) -> dict[str, Any]:
-    """The workflow a V1 run executes, as KFP's RunWorkflow makes it: an unknown parameter
-    is a 400 (VerifyParameters), the values override the workflow's own, macros are
-    replaced; then a workflow that cannot run (no entrypoint, a parameter without a value)
-    is a 500 (CreateRun: `executionSpec.Validate(false, false)`, an internal error)."""
-    unknown = argo_workflows.unrecognized(workflow, values)
-    if unknown:
-        raise bad_request(
-            "Failed to create a run: Failed to generate the ExecutionSpec: Failed to verify "
-            f"parameters: Unrecognized input parameter: {unknown[0]}"
-        )
-    resolved = argo_workflows.with_values(
-        workflow,
-        values,
-        run_id=run_id,
-        scheduled_at=to_datetime(scheduled_us),
-        now=to_datetime(now_us),
-    )
-    try:
-        argo_workflows.check_runnable(resolved)
-    except argo_workflows.WorkflowError as error:
-        name = (resolved.get("metadata") or {}).get("name") or ""
-        raise ApiError(
-            500,
-            f"Failed to create a run: Failed to validate workflow for ({name}): {error.message}",
-            INTERNAL,
-        ) from None
-    return resolved
-
-
-def _v1_references(body: dict[str, Any]) -> dict[str, str]:
-    """{type: id} of a v1beta1 body's resource_references (EXPERIMENT, PIPELINE_VERSION)."""
-    references = body.get("resource_references") or []
-    if not isinstance(references, list):
-        raise bad_request("run.resource_references must be a list")
-    found: dict[str, str] = {}
-    for reference in references:
-        key = v.json_object(v.json_object(reference, "resource_reference").get("key"), "key")
-        kind = v.text(key, "type", "resource_reference.key")
-        found.setdefault(kind, v.text(key, "id", "resource_reference.key"))
-    return found
-
-
-def _v1_parameters(spec: dict[str, Any]) -> dict[str, str]:
-    """A v1beta1 pipeline_spec's parameters [{name, value}] as {name: value} (an absent
-    value is "", as KFP's modelToParametersMap reads it)."""
-    listed = spec.get("parameters") or []
-    if not isinstance(listed, list):
-        raise bad_request("run.pipeline_spec.parameters must be a list of {name, value}")
-    values: dict[str, str] = {}
-    for item in listed:
-        item = v.json_object(item, "run.pipeline_spec.parameters[]")
-        values[v.text(item, "name", "parameter")] = v.text(item, "value", "parameter")
-    return values
-
-
-def _progress(update: RunUpdate, now: int) -> RunChange:
-    """The change a RunUpdate makes: a final run stays as it is, a CANCELING one stays
-    CANCELING until final, CANCELED is reported FAILED (as Argo ends a terminated
-    workflow), a new state other than CANCELING is appended to the history."""
-
-    def change(row: dict[str, Any]) -> dict[str, Any] | None:
-        if row["state"] in FINAL_STATES:
-            return None  # already final: a late update does not reopen the run
-        state = reported_state(update.state)
-        if row["state"] == "CANCELING" and state not in FINAL_STATES:
-            state = "CANCELING"
-        history = loads(row["state_history"]) or []
-        error = {"message": update.error} if update.error else None
-        if state == "FAILED" and error is None and row["state"] == "CANCELING":
-            error = {"message": "the run was terminated"}
-        if state != "CANCELING" and (not history or history[-1]["state"] != state):
-            history.append({"update_time": now, "state": state})
-        finished = row["finished_at"]
-        if state in FINAL_STATES:
-            finished = from_datetime(update.finished_at) or now
-        return {
-            "state": state,
-            # an update without task details keeps the ones already known
-            "task_details": dumps(list(update.task_details))
-            if update.task_details
-            else row["task_details"],
-            "error": dumps(error) if error else None,
-            "finished_at": finished,
-            "state_history": dumps(history),
-        }
-
-    return change
-
-
-def _interrupted(now: int) -> RunChange:
-    """The change that fails a run a dead server left active, and its unfinished tasks."""
-
-    def change(row: dict[str, Any]) -> dict[str, Any]:
-        history = loads(row["state_history"]) or []
-        history.append({"update_time": now, "state": "FAILED"})
-        tasks = loads(row["task_details"]) or []
-        for task in tasks:
-            if task.get("state") in ACTIVE_STATES:
-                task["state"] = "FAILED"  # KFP's task details carry no per-task error
-        return {
-            "state": "FAILED",
-            "error": dumps({"message": RESTART_ERROR}),
-            "finished_at": now,
-            "state_history": dumps(history),
-            "task_details": dumps(tasks),
-        }
-
-    return change
+        self._store.change(run_id, run_changes.entered(state, now, columns))
