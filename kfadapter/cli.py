@@ -357,8 +357,8 @@ def prepare_database(settings: Any) -> int | None:
         return None
     from kfadapter.errors import TrackingUnavailable
     from kfadapter.sqlitedb import StoreError
-    from kfadapter.tracking.pgstore import DatabaseRefused
-    from kfadapter.tracking.pgstore import prepare_database as prepare
+    from kfadapter.tracking.pgschema import DatabaseRefused
+    from kfadapter.tracking.pgschema import prepare_database as prepare
 
     what = f"the tracking database {settings.database_display}"
     try:

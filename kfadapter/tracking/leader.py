@@ -121,7 +121,7 @@ class PostgresLeaderLock:
     def _connect(self):
         import psycopg
 
-        from kfadapter.tracking.pgstore import connection_options
+        from kfadapter.tracking.pgschema import connection_options
 
         options = connection_options(self._timeout, "kfadapter-leader")
         options["options"] += (
@@ -138,7 +138,7 @@ class PostgresLeaderLock:
             return self.check()
         import psycopg
 
-        from kfadapter.tracking.pgstore import LEADER_LOCK_KEY
+        from kfadapter.tracking.pgschema import LEADER_LOCK_KEY
 
         try:
             if self._conn is None or self._conn.closed:

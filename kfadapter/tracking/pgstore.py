@@ -7,10 +7,8 @@ across a network call or a sleep. A due notification is *claimed* before it is s
 same one at once; a claim that is never recorded (the sender died) lapses after its lease
 and the notification is sent again, with the same notification_id.
 
-`MIGRATIONS` versions the schema like the SQLite store's: `MIGRATIONS[i]` takes the
-database from version i to i + 1, the version is kept in `tracking_schema`, and the
-migration runs in one transaction under an advisory lock, so replicas starting together
-migrate once. A database newer than the code is refused.
+The schema, its migrations and the connection options are in pgschema.py (re-exported
+here).
 
 Time-outs: a connection is awaited at most `timeout` seconds (connect and pool), and every
 statement is cancelled by the server after `timeout` seconds, so a caller (the
@@ -22,24 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import psycopg
-import psycopg.conninfo
-import psycopg.sql
 import psycopg_pool
 from psycopg.rows import dict_row
 
 from kfadapter.errors import TrackingUnavailable
-from kfadapter.sqlitedb import StoreError
 from kfadapter.tracking.model import (
-    DELIVERED,
     FINISHED_STATUSES,
-    NOTIFICATION_STATUSES,
     PENDING,
     UNTRACKED,
     WAITING,
@@ -48,8 +41,27 @@ from kfadapter.tracking.model import (
     StateUpdate,
     TrackedRun,
 )
+from kfadapter.tracking.pgschema import (
+    LEADER_LOCK_KEY,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    DatabaseRefused,
+    PgMigration,
+    connection_options,
+    migrate,
+    prepare_database,
+)
+from kfadapter.tracking.rows import (
+    RUN_COLUMNS,
+    apply_poll,
+    attempt_params,
+    page_of,
+    run_from_row,
+    status_counts,
+)
 
 __all__ = [
+    "LEADER_LOCK_KEY",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "DatabaseRefused",
@@ -59,177 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PgMigration = Callable[[psycopg.Connection], None]
-
-# Advisory lock keys (64-bit, per database): schema migration, and the tracking leader.
-MIGRATION_LOCK_KEY = 0x6B66_6164_6D69_6701  # "kfadmig" + 1
-LEADER_LOCK_KEY = 0x6B66_6164_6C65_6164  # "kfadlead"
-
-
-def _create_tracked_runs(db: psycopg.Connection) -> None:
-    db.execute(
-        """
-        CREATE TABLE tracked_runs (
-            position BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
-            run_id TEXT PRIMARY KEY,
-            trainingjob_id TEXT NOT NULL,
-            info TEXT NOT NULL DEFAULT '{}',
-            run_state TEXT,
-            final_state TEXT,
-            notification_status TEXT NOT NULL,
-            notification_id TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at DOUBLE PRECISION,
-            last_error TEXT,
-            last_code INTEGER,
-            not_found_count INTEGER NOT NULL DEFAULT 0,
-            created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL,
-            polled_at DOUBLE PRECISION,
-            final_seen_at DOUBLE PRECISION,
-            last_attempt_at DOUBLE PRECISION,
-            notified_at DOUBLE PRECISION,
-            claimed_until DOUBLE PRECISION
-        )
-        """
-    )
-    db.execute("CREATE INDEX tracked_runs_job ON tracked_runs (trainingjob_id, created_at)")
-    db.execute(
-        "CREATE INDEX tracked_runs_status ON tracked_runs (notification_status, next_attempt_at)"
-    )
-    db.execute("CREATE INDEX tracked_runs_created ON tracked_runs (created_at, position)")
-    db.execute(
-        "CREATE INDEX tracked_runs_status_created "
-        "ON tracked_runs (notification_status, created_at, position)"
-    )
-    db.execute(
-        "CREATE INDEX tracked_runs_status_updated ON tracked_runs (notification_status, updated_at)"
-    )
-
-
-# MIGRATIONS[i] takes a database at schema version i to version i + 1. Append, never edit.
-MIGRATIONS: list[PgMigration] = [_create_tracked_runs]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_RUN_COLUMNS = (
-    "run_id, trainingjob_id, info, run_state, final_state, notification_status, "
-    "notification_id, attempts, next_attempt_at, last_error, last_code, not_found_count, "
-    "created_at, updated_at, polled_at, final_seen_at, last_attempt_at, notified_at"
-)
-
-
-def connection_options(timeout: float, application_name: str = "kfadapter") -> dict[str, Any]:
-    """libpq options of every connection: connect time-out, server-side statement and lock
-    time-outs of `timeout` seconds, TCP keepalives (a dead peer is noticed)."""
-    millis = max(1, int(timeout * 1000))
-    return {
-        # libpq counts whole seconds and treats 1 as 2.
-        "connect_timeout": max(2, math.ceil(timeout)),
-        "options": (
-            f"-c statement_timeout={millis} -c lock_timeout={millis} "
-            f"-c idle_in_transaction_session_timeout={max(millis, 10_000)}"
-        ),
-        "application_name": application_name,
-        "keepalives": 1,
-        "keepalives_idle": 5,
-        "keepalives_interval": 2,
-        "keepalives_count": 3,
-    }
-
-
-def migrate(db: psycopg.Connection, migrations: Sequence[PgMigration], *, what: str) -> int:
-    """Bring the database's schema to len(migrations) in one transaction; the version.
-
-    Replicas migrating at once wait for each other (an advisory transaction lock). A
-    database newer than the code raises StoreError (no silent downgrade).
-    """
-    latest = len(migrations)
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-        db.execute("CREATE TABLE IF NOT EXISTS tracking_schema (version INTEGER NOT NULL)")
-        row = db.execute("SELECT version FROM tracking_schema").fetchone()
-        version = row[0] if row else 0
-        if version > latest:
-            raise StoreError(
-                f"{what} has schema version {version}; this release knows up to {latest}: "
-                "upgrade kfadapter or use another database"
-            )
-        for step in migrations[version:]:
-            step(db)
-        if row is None:
-            db.execute("INSERT INTO tracking_schema (version) VALUES (%s)", (latest,))
-        elif version != latest:
-            db.execute("UPDATE tracking_schema SET version = %s", (latest,))
-    return latest
-
-
-class DatabaseRefused(StoreError):
-    """The server answered but refused the settings: credentials, database, permissions."""
-
-
-# What the server says when the settings, not the moment, are wrong.
-_REFUSALS = (
-    "password authentication failed",
-    "authentication failed",
-    "no password supplied",
-    "does not exist",
-    "no pg_hba.conf entry",
-    "permission denied",
-)
-
-
-def _refusal(error: psycopg.Error) -> bool:
-    return any(text in str(error) for text in _REFUSALS)
-
-
-def prepare_database(url: str, *, timeout: float, what: str) -> None:
-    """Check at start that the database takes the credentials, create it if missing (when
-    the user may), and migrate its schema.
-
-    DatabaseRefused when the server refuses the credentials or the database; StoreError
-    when the schema is newer than this release; TrackingUnavailable when the server
-    cannot be reached now (the adapter may still start: it retries).
-    """
-    options = {**connection_options(timeout, "kfadapter-setup"), "autocommit": True}
-    try:
-        try:
-            db = psycopg.connect(url, **options)
-        except psycopg.OperationalError as error:
-            missing = "database" in str(error) and "does not exist" in str(error)
-            if not missing:
-                raise
-            _create_database(url, options)
-            db = psycopg.connect(url, **options)
-        with db:
-            migrate(db, MIGRATIONS, what=what)
-    except psycopg.OperationalError as error:
-        if _refusal(error):
-            raise DatabaseRefused(f"{what} refused the connection: {_first_line(error)}") from None
-        raise TrackingUnavailable(f"{what} is unavailable: {_first_line(error)}") from None
-
-
-def _create_database(url: str, options: dict[str, Any]) -> None:
-    """CREATE DATABASE for the URL's database, connected to the server's `postgres` one."""
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    name = params.pop("dbname")
-    with psycopg.connect(**params, **{**options, "dbname": "postgres"}) as admin:
-        try:
-            admin.execute(
-                psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name))
-            )
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another replica created it meanwhile
-        except psycopg.Error as error:
-            raise DatabaseRefused(
-                f"database {name!r} does not exist and cannot be created: {_first_line(error)}"
-            ) from None
-    log.info("created database %r for run tracking", name)
-
-
-def _first_line(error: BaseException) -> str:
-    """The useful part of a libpq message (its first lines, no hints)."""
-    return " ".join(str(error).split("\n")[:1]).strip()
 
 
 class PostgresTrackingStore:
@@ -342,9 +183,9 @@ class PostgresTrackingStore:
         """The tracked runs `SELECT ... FROM tracked_runs <clause>` finds."""
         with self._transaction() as db, db.cursor(row_factory=dict_row) as cursor:
             rows = cursor.execute(
-                f"SELECT {_RUN_COLUMNS} FROM tracked_runs {clause}", params
+                f"SELECT {RUN_COLUMNS} FROM tracked_runs {clause}", params
             ).fetchall()
-        return [_to_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     # -- the TrackingStore interface -------------------------------------------------------
 
@@ -365,9 +206,9 @@ class PostgresTrackingStore:
                 ),
             )
             row = cursor.execute(
-                f"SELECT {_RUN_COLUMNS} FROM tracked_runs WHERE run_id = %s", (_text(run_id),)
+                f"SELECT {RUN_COLUMNS} FROM tracked_runs WHERE run_id = %s", (_text(run_id),)
             ).fetchone()
-        return _to_run(row)
+        return run_from_row(row)
 
     def untrack(self, run_id: str, now: float) -> bool:
         with self._transaction() as db:
@@ -427,15 +268,11 @@ class PostgresTrackingStore:
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._transaction() as db, db.cursor(row_factory=dict_row) as cursor:
             rows = cursor.execute(
-                f"SELECT position, {_RUN_COLUMNS} FROM tracked_runs {where} "
+                f"SELECT position, {RUN_COLUMNS} FROM tracked_runs {where} "
                 "ORDER BY created_at DESC, position DESC LIMIT %s",
                 (*params, limit + 1),
             ).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more else None
-        runs = [_to_run(row) for row in rows]
-        return runs, ((last["created_at"], last["position"]) if last is not None else None)
+        return page_of(rows, limit)
 
     def prune(self, older_than: float) -> int:
         with self._transaction() as db:
@@ -451,50 +288,22 @@ class PostgresTrackingStore:
         )
 
     def record_poll(self, updates: Sequence[StateUpdate], now: float) -> int:
-        changed = 0
         with self._transaction() as db:
-            for update in updates:
-                if update.final:
-                    cursor = db.execute(
-                        "UPDATE tracked_runs SET run_state = %s, final_state = %s, "
-                        "not_found_count = %s, notification_status = %s, "
-                        "notification_id = %s, next_attempt_at = %s, final_seen_at = %s, "
-                        "polled_at = %s, updated_at = %s "
-                        "WHERE run_id = %s AND notification_status = %s",
-                        (
-                            update.run_state,
-                            update.run_state,
-                            update.not_found_count,
-                            PENDING,
-                            update.notification_id,
-                            now,
-                            now,
-                            now,
-                            now,
-                            update.run_id,
-                            WAITING,
-                        ),
-                    )
-                else:
-                    cursor = db.execute(
-                        "UPDATE tracked_runs SET run_state = %s, not_found_count = %s, "
-                        "polled_at = %s, updated_at = CASE WHEN "
-                        "run_state IS NOT DISTINCT FROM %s::text AND not_found_count = %s "
-                        "THEN updated_at ELSE %s::double precision END "
-                        "WHERE run_id = %s AND notification_status = %s",
-                        (
-                            update.run_state,
-                            update.not_found_count,
-                            now,
-                            update.run_state,
-                            update.not_found_count,
-                            now,
-                            update.run_id,
-                            WAITING,
-                        ),
-                    )
-                changed += cursor.rowcount
-        return changed
+            return apply_poll(
+                db,
+                updates,
+                now,
+                final_sql="UPDATE tracked_runs SET run_state = %s, final_state = %s, "
+                "not_found_count = %s, notification_status = %s, "
+                "notification_id = %s, next_attempt_at = %s, final_seen_at = %s, "
+                "polled_at = %s, updated_at = %s "
+                "WHERE run_id = %s AND notification_status = %s",
+                open_sql="UPDATE tracked_runs SET run_state = %s, not_found_count = %s, "
+                "polled_at = %s, updated_at = CASE WHEN "
+                "run_state IS NOT DISTINCT FROM %s::text AND not_found_count = %s "
+                "THEN updated_at ELSE %s::double precision END "
+                "WHERE run_id = %s AND notification_status = %s",
+            )
 
     def due_notifications(self, now: float, limit: int) -> list[TrackedRun]:
         return self._select(
@@ -515,10 +324,10 @@ class PostgresTrackingStore:
                 "SELECT run_id FROM tracked_runs WHERE notification_status = %s "
                 "AND next_attempt_at <= %s AND (claimed_until IS NULL OR claimed_until <= %s) "
                 "ORDER BY next_attempt_at, position LIMIT 1 FOR UPDATE SKIP LOCKED"
-                f") RETURNING {_RUN_COLUMNS}",
+                f") RETURNING {RUN_COLUMNS}",
                 (now + lease, PENDING, now, now),
             ).fetchone()
-        return _to_run(row) if row is not None else None
+        return run_from_row(row) if row is not None else None
 
     def next_attempt_at(self) -> float | None:
         with self._transaction() as db:
@@ -537,20 +346,7 @@ class PostgresTrackingStore:
                 "notified_at = CASE WHEN %s::text = %s::text THEN %s::double precision "
                 "ELSE notified_at END, updated_at = %s, claimed_until = NULL "
                 "WHERE run_id = %s AND notification_status = %s",
-                (
-                    result.notification_status,
-                    result.attempts,
-                    result.next_attempt_at if result.notification_status == PENDING else None,
-                    result.last_code,
-                    _text(result.last_error),
-                    now,
-                    result.notification_status,
-                    DELIVERED,
-                    now,
-                    now,
-                    result.run_id,
-                    PENDING,
-                ),
+                attempt_params(replace(result, last_error=_text(result.last_error)), now),
             )
             return cursor.rowcount == 1
 
@@ -560,8 +356,7 @@ class PostgresTrackingStore:
                 "SELECT notification_status, COUNT(*) FROM tracked_runs "
                 "GROUP BY notification_status"
             ).fetchall()
-        found = {status: count for status, count in rows}
-        return {status: found.get(status, 0) for status in NOTIFICATION_STATUSES}
+        return status_counts(rows)
 
     # -- copying a store in (kfadapter migrate-store) -------------------------------------
 
@@ -574,14 +369,14 @@ class PostgresTrackingStore:
         """Insert whole tracked runs (as another store holds them), in one transaction, in
         the given order (oldest first keeps the list order); runs already present are kept
         as they are. The number inserted."""
-        columns = _RUN_COLUMNS.split(", ")
+        columns = RUN_COLUMNS.split(", ")
         marks = ", ".join(["%s"] * len(columns))
         inserted = 0
         with self._transaction() as db:
             for run in runs:
                 values = {**run.__dict__, "info": json.dumps(run.info, default=str)}
                 cursor = db.execute(
-                    f"INSERT INTO tracked_runs ({_RUN_COLUMNS}) VALUES ({marks}) "
+                    f"INSERT INTO tracked_runs ({RUN_COLUMNS}) VALUES ({marks}) "
                     "ON CONFLICT (run_id) DO NOTHING",
                     [_text(values[column]) for column in columns],
                 )
@@ -593,10 +388,3 @@ def _text(value: Any) -> Any:
     """PostgreSQL text cannot hold NUL: a string loses its NUL characters (e.g. in a TM's
     error body); other values pass as they are."""
     return value.replace("\x00", "") if isinstance(value, str) else value
-
-
-def _to_run(row: dict[str, Any]) -> TrackedRun:
-    values = dict(row)
-    values.pop("position", None)
-    values["info"] = json.loads(values["info"] or "{}")
-    return TrackedRun(**values)

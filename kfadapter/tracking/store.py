@@ -21,9 +21,7 @@ from typing import Any
 from kfadapter import sqlitedb
 from kfadapter.sqlitedb import Migration, StoreError
 from kfadapter.tracking.model import (
-    DELIVERED,
     FINISHED_STATUSES,
-    NOTIFICATION_STATUSES,
     PENDING,
     UNTRACKED,
     WAITING,
@@ -31,6 +29,14 @@ from kfadapter.tracking.model import (
     PagePosition,
     StateUpdate,
     TrackedRun,
+)
+from kfadapter.tracking.rows import (
+    RUN_COLUMNS,
+    apply_poll,
+    attempt_params,
+    page_of,
+    run_from_row,
+    status_counts,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteTrackingStore", "StoreError"]
@@ -84,12 +90,6 @@ MIGRATIONS: list[Migration] = [
     _index_status_times,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-_COLUMNS = (
-    "run_id, trainingjob_id, info, run_state, final_state, notification_status, "
-    "notification_id, attempts, next_attempt_at, last_error, last_code, not_found_count, "
-    "created_at, updated_at, polled_at, final_seen_at, last_attempt_at, notified_at"
-)
 
 
 class SqliteTrackingStore:
@@ -166,8 +166,8 @@ class SqliteTrackingStore:
     def _select(self, clause: str, params: tuple[Any, ...]) -> list[TrackedRun]:
         """The tracked runs `SELECT ... FROM tracked_runs <clause>` finds."""
         with self._transaction(write=False) as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM tracked_runs {clause}", params).fetchall()
-        return [_to_run(row) for row in rows]
+            rows = db.execute(f"SELECT {RUN_COLUMNS} FROM tracked_runs {clause}", params).fetchall()
+        return [run_from_row(row) for row in rows]
 
     # -- the TrackingStore interface -------------------------------------------------------
 
@@ -188,9 +188,9 @@ class SqliteTrackingStore:
                 ),
             )
             row = db.execute(
-                f"SELECT {_COLUMNS} FROM tracked_runs WHERE run_id = ?", (run_id,)
+                f"SELECT {RUN_COLUMNS} FROM tracked_runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-        return _to_run(row)
+        return run_from_row(row)
 
     def untrack(self, run_id: str, now: float) -> bool:
         with self._transaction() as db:
@@ -246,15 +246,11 @@ class SqliteTrackingStore:
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._transaction(write=False) as db:
             rows = db.execute(
-                f"SELECT rowid AS position, {_COLUMNS} FROM tracked_runs {where} "
+                f"SELECT rowid AS position, {RUN_COLUMNS} FROM tracked_runs {where} "
                 "ORDER BY created_at DESC, rowid DESC LIMIT ?",
                 (*params, limit + 1),
             ).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more else None
-        runs = [_to_run(row) for row in rows]
-        return runs, ((last["created_at"], last["position"]) if last is not None else None)
+        return page_of(rows, limit)
 
     def prune(self, older_than: float) -> int:
         marks = ", ".join("?" * len(FINISHED_STATUSES))
@@ -270,48 +266,20 @@ class SqliteTrackingStore:
         return self._select("WHERE notification_status = ? ORDER BY created_at", (WAITING,))
 
     def record_poll(self, updates: Sequence[StateUpdate], now: float) -> int:
-        changed = 0
         with self._transaction() as db:
-            for update in updates:
-                if update.final:
-                    cursor = db.execute(
-                        "UPDATE tracked_runs SET run_state = ?, final_state = ?, "
-                        "not_found_count = ?, notification_status = ?, notification_id = ?, "
-                        "next_attempt_at = ?, final_seen_at = ?, polled_at = ?, updated_at = ? "
-                        "WHERE run_id = ? AND notification_status = ?",
-                        (
-                            update.run_state,
-                            update.run_state,
-                            update.not_found_count,
-                            PENDING,
-                            update.notification_id,
-                            now,
-                            now,
-                            now,
-                            now,
-                            update.run_id,
-                            WAITING,
-                        ),
-                    )
-                else:
-                    cursor = db.execute(
-                        "UPDATE tracked_runs SET run_state = ?, not_found_count = ?, "
-                        "polled_at = ?, updated_at = CASE WHEN run_state IS ? "
-                        "AND not_found_count = ? THEN updated_at ELSE ? END "
-                        "WHERE run_id = ? AND notification_status = ?",
-                        (
-                            update.run_state,
-                            update.not_found_count,
-                            now,
-                            update.run_state,
-                            update.not_found_count,
-                            now,
-                            update.run_id,
-                            WAITING,
-                        ),
-                    )
-                changed += cursor.rowcount
-        return changed
+            return apply_poll(
+                db,
+                updates,
+                now,
+                final_sql="UPDATE tracked_runs SET run_state = ?, final_state = ?, "
+                "not_found_count = ?, notification_status = ?, notification_id = ?, "
+                "next_attempt_at = ?, final_seen_at = ?, polled_at = ?, updated_at = ? "
+                "WHERE run_id = ? AND notification_status = ?",
+                open_sql="UPDATE tracked_runs SET run_state = ?, not_found_count = ?, "
+                "polled_at = ?, updated_at = CASE WHEN run_state IS ? "
+                "AND not_found_count = ? THEN updated_at ELSE ? END "
+                "WHERE run_id = ? AND notification_status = ?",
+            )
 
     def due_notifications(self, now: float, limit: int) -> list[TrackedRun]:
         return self._select(
@@ -345,20 +313,7 @@ class SqliteTrackingStore:
                 "next_attempt_at = ?, last_code = ?, last_error = ?, last_attempt_at = ?, "
                 "notified_at = CASE WHEN ? = ? THEN ? ELSE notified_at END, updated_at = ? "
                 "WHERE run_id = ? AND notification_status = ?",
-                (
-                    result.notification_status,
-                    result.attempts,
-                    result.next_attempt_at if result.notification_status == PENDING else None,
-                    result.last_code,
-                    result.last_error,
-                    now,
-                    result.notification_status,
-                    DELIVERED,
-                    now,
-                    now,
-                    result.run_id,
-                    PENDING,
-                ),
+                attempt_params(result, now),
             )
             return cursor.rowcount == 1
 
@@ -368,12 +323,4 @@ class SqliteTrackingStore:
                 "SELECT notification_status, COUNT(*) FROM tracked_runs "
                 "GROUP BY notification_status"
             ).fetchall()
-        found = {status: count for status, count in rows}
-        return {status: found.get(status, 0) for status in NOTIFICATION_STATUSES}
-
-
-def _to_run(row: sqlite3.Row) -> TrackedRun:
-    values = dict(row)
-    values.pop("position", None)
-    values["info"] = json.loads(values["info"] or "{}")
-    return TrackedRun(**values)
+        return status_counts(rows)
