@@ -12,12 +12,8 @@ from kfadapter.localkfp.argo_names import NEVER, fnv32a
 from kfadapter.localkfp.environments import parse_task_command
 from kfadapter.localkfp.workflows import UnsupportedWorkflow, check_supported, is_workflow
 from kfadapter.localkfp.workflows import nodes as argo
-from kfadapter.localkfp.workflows.engine import (
-    WorkflowError,
-    _item_description,
-    _item_values,
-    _items,
-)
+from kfadapter.localkfp.workflows.calls import item_description, item_values, task_items
+from kfadapter.localkfp.workflows.engine import WorkflowError
 from kfadapter.localkfp.workflows.expressions import (
     ExpressionError,
     depends_tasks,
@@ -56,8 +52,8 @@ def test_substitute_replaces_known_tags_and_keeps_the_others():
 def test_items_are_substituted_and_named_as_argo_expands_them(item, values, description):
     """`{{item}}`, `{{item.<key>}}` and the `<task>(<i>:<item>)` node name of an expanded
     task: a map's pairs sorted (`workflow/controller/steps.go` processItem)."""
-    assert _item_values(item) == values
-    assert _item_description(item) == description
+    assert item_values(item) == values
+    assert item_description(item) == description
 
 
 def test_with_param_is_a_json_list_and_with_sequence_counts():
@@ -65,12 +61,12 @@ def test_with_param_is_a_json_list_and_with_sequence_counts():
     `count` numbers from `start`, or `start`..`end` inclusive."""
     values = {"tasks.make-list.outputs.parameters.make-list-Output": "[1, 2, 3]"}
     task = {"withParam": "{{tasks.make-list.outputs.parameters.make-list-Output}}"}
-    assert _items(task, values) == [1, 2, 3]
-    assert _items({"withSequence": {"count": "3"}}, {}) == ["0", "1", "2"]
-    assert _items({"withSequence": {"start": "2", "end": "4"}}, {}) == ["2", "3", "4"]
-    assert _items({"name": "plain"}, {}) is None
+    assert task_items(task, values) == [1, 2, 3]
+    assert task_items({"withSequence": {"count": "3"}}, {}) == ["0", "1", "2"]
+    assert task_items({"withSequence": {"start": "2", "end": "4"}}, {}) == ["2", "3", "4"]
+    assert task_items({"name": "plain"}, {}) is None
     with pytest.raises(WorkflowError, match="JSON list"):
-        _items({"withParam": "not json"}, {})
+        task_items({"withParam": "not json"}, {})
 
 
 # -- when and depends ------------------------------------------------------------------------

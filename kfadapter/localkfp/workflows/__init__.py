@@ -5,9 +5,12 @@ cluster runs it as a V1 run. The run's worker (`worker.py`) hands such a spec he
 `features` refuses, before anything runs, a workflow that uses what cannot run on one machine;
 `engine` executes the rest (container and script templates as processes in task
 environments, dag and steps templates, parameters, artifacts, loops, conditions, retries and
-the exit handler); `nodes` names and reports the Argo nodes, from which the server builds
-KFP's task details; `expressions` is Argo's `{{...}}` substitution and its `when`/`depends`
-expressions; `paths` maps the pods' container paths to their directories.
+the exit handler), with `scheduling` (dag and steps), `calls` (a task's items and
+arguments), `pods` (a pod's process), `retries` (Retry nodes, carried-forward pods) and
+`results` (what a node produced and what its record keeps); `nodes` names and reports the
+Argo nodes, from which the server builds KFP's task details; `expressions` is Argo's `{{...}}`
+substitution and its `when`/`depends` expressions; `paths` maps the pods' container paths to
+their directories.
 """
 
 from __future__ import annotations
